@@ -1,0 +1,13 @@
+//! flagpole: a flagd-compatible feature-flag evaluation daemon built for AWS.
+//!
+//! The crate is split the way flagd is: [`flags`] (the flag-definition model and its
+//! parser), [`eval`] (the compiled targeting engine and the resolution algorithm),
+//! [`store`] (the merged configuration, swapped atomically), [`sync`] (sources that feed
+//! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
+//! Domain modules know nothing of tonic or AWS; services translate at the edge.
+
+pub mod eval;
+pub mod flags;
+pub mod store;
+pub mod config;
+pub mod sync;
