@@ -11,3 +11,4 @@ pub mod flags;
 pub mod store;
 pub mod config;
 pub mod sync;
+pub mod daemon;
