@@ -35,14 +35,6 @@ enum Dist<'x> {
 }
 
 impl<'x> Dist<'x> {
-    fn len(&self) -> usize {
-        match self {
-            Dist::Nodes(n) => n.len(),
-            Dist::Values(v) => v.len(),
-            Dist::Owned(v) => v.len(),
-        }
-    }
-
     fn elem<'a: 'x>(
         &self,
         i: usize,
@@ -85,18 +77,41 @@ fn is_array_node(node: &Node) -> bool {
 /// A distribution's weight: absent or null → 1; whole numbers only; above `i32::MAX` refused;
 /// negative clamped to 0. `None` means the whole operator answers null.
 fn weight(v: Option<Val<'_>>) -> Option<u64> {
-    match v.as_ref().map(Val::view) {
-        None | Some(View::Null) => Some(1),
-        Some(View::Num(n)) => {
-            if !n.is_finite() || n.fract() != 0.0 || n > MAX_WEIGHT as f64 {
-                None
-            } else if n < 0.0 {
+    match v {
+        None | Some(Val::Null) => Some(1),
+        Some(Val::Ref(v)) => weight_value(v),
+        Some(Val::Own(v)) => weight_value(&v),
+        Some(Val::Num(n)) => weight_f64(n),
+        Some(_) => None,
+    }
+}
+
+/// [`weight`] of a JSON value, reading integers without float conversion.
+fn weight_value(v: &Value) -> Option<u64> {
+    match v {
+        Value::Null => Some(1),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                (u <= MAX_WEIGHT).then_some(u)
+            } else if n.is_i64() {
+                // A negative integer.
                 Some(0)
             } else {
-                Some(n as u64)
+                weight_f64(n.as_f64()?)
             }
         }
-        Some(_) => None,
+        _ => None,
+    }
+}
+
+fn weight_f64(n: f64) -> Option<u64> {
+    // Go: int64(w) must round-trip (NaN and fractions fail); no libm call for `fract`.
+    if n > MAX_WEIGHT as f64 || (n as i64) as f64 != n {
+        None
+    } else if n < 0.0 {
+        Some(0)
+    } else {
+        Some(n as u64)
     }
 }
 
@@ -190,7 +205,11 @@ pub(super) fn eval<'x, 'a: 'x>(args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
         let Some(d) = dist(node, scope, cx)? else {
             return Ok(Val::Null);
         };
-        end += weight(d.elem(1, scope, cx)?).unwrap_or(0);
+        end += match &d {
+            Dist::Values(items) => items.get(1).map_or(Some(1), weight_value),
+            _ => weight(d.elem(1, scope, cx)?),
+        }
+        .unwrap_or(0);
         if bucket < end {
             return Ok(d.elem(0, scope, cx)?.unwrap_or(Val::Null));
         }
@@ -205,14 +224,28 @@ fn check_dist<'x, 'a: 'x>(
     scope: Scope<'x>,
     cx: &mut Cx<'a>,
 ) -> Result<Option<u64>, EvalError> {
-    if d.len() == 0 {
-        return Ok(None);
+    match d {
+        // Literal distributions (the usual case) are checked without building values.
+        Dist::Values(items) => Ok(check_values(items)),
+        Dist::Owned(items) => Ok(check_values(items)),
+        Dist::Nodes(items) => {
+            let Some(first) = items.first() else {
+                return Ok(None);
+            };
+            if !variant_ok(&first.eval(scope, cx)?) {
+                return Ok(None);
+            }
+            Ok(weight(d.elem(1, scope, cx)?))
+        }
     }
-    let variant = d.elem(0, scope, cx)?.expect("non-empty");
-    if !variant_ok(&variant) {
-        return Ok(None);
+}
+
+fn check_values(items: &[Value]) -> Option<u64> {
+    match items.first()? {
+        Value::String(_) | Value::Bool(_) | Value::Number(_) | Value::Null => {}
+        _ => return None,
     }
-    Ok(weight(d.elem(1, scope, cx)?))
+    items.get(1).map_or(Some(1), weight_value)
 }
 
 /// The context's targeting key, if it is a non-empty string.
