@@ -30,6 +30,36 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Charges for copying `v` (about one unit per element and per 64 bytes of text), so
+    /// rules cannot multiply large context values without limit.
+    pub(super) fn charge_copy(&mut self, v: &Value) -> Result<(), EvalError> {
+        let mut cost: u64 = 1;
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::String(s) => cost += s.len() as u64 / 64,
+                Value::Array(items) => {
+                    cost += items.len() as u64;
+                    stack.extend(items.iter());
+                }
+                Value::Object(map) => {
+                    cost += map.len() as u64;
+                    stack.extend(map.values());
+                }
+                _ => {}
+            }
+        }
+        self.charge(cost)
+    }
+
+    /// Takes ownership of a value, charging when that means copying borrowed data.
+    pub(super) fn owned(&mut self, v: Val<'_>) -> Result<Value, EvalError> {
+        if let Val::Ref(r @ (Value::String(_) | Value::Array(_) | Value::Object(_))) = v {
+            self.charge_copy(r)?;
+        }
+        v.into_value()
+    }
+
     /// The `$flagd` object flagd adds to the context.
     fn flagd_object(&self) -> Value {
         let mut m = Map::new();
@@ -61,7 +91,8 @@ impl Node {
             Node::Arr(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items.iter() {
-                    out.push(item.eval(scope, cx)?.into_value()?);
+                    let v = item.eval(scope, cx)?;
+                    out.push(cx.owned(v)?);
                 }
                 Ok(Val::Own(Value::Array(out)))
             }
@@ -125,12 +156,16 @@ fn whole_data<'x, 'a: 'x>(scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
         Scope::Item(v) => Val::Ref(v),
         Scope::Root => {
             // Rare: materialise the context as the Go engine sees it (with `$flagd`).
-            cx.charge(cx.env.context.len() as u64)?;
+            for v in cx.env.context.values() {
+                cx.charge_copy(v)?;
+            }
             let mut m = cx.env.context.clone();
             m.insert("$flagd".into(), cx.flagd_object());
             Val::Own(Value::Object(m))
         }
         Scope::Reduce { current, acc } => {
+            cx.charge_copy(current)?;
+            cx.charge_copy(acc)?;
             let mut m = Map::new();
             m.insert("current".into(), current.clone());
             m.insert("accumulator".into(), acc.clone());
@@ -294,13 +329,13 @@ fn eval_op<'x, 'a: 'x>(op: Op, args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
                         cx.charge(items.len() as u64)?;
                         out.extend(items);
                     }
-                    v => match v.view() {
-                        View::Arr(items) => {
-                            cx.charge(items.len() as u64)?;
-                            out.extend(items.iter().cloned());
+                    Val::Ref(Value::Array(items)) => {
+                        for item in items {
+                            cx.charge_copy(item)?;
                         }
-                        _ => out.push(v.into_value()?),
-                    },
+                        out.extend(items.iter().cloned());
+                    }
+                    v => out.push(cx.owned(v)?),
                 }
             }
             Ok(Val::Own(Value::Array(out)))
@@ -548,6 +583,7 @@ fn missing<'x, 'a: 'x>(args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'a>) -> R
     };
     let mut out = Vec::new();
     for name in list {
+        cx.charge(1)?;
         if !is_present(name, scope, cx)? {
             out.push(view_to_value(name));
         }
@@ -596,6 +632,7 @@ fn missing_some<'x, 'a: 'x>(args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'a>)
     let mut out = Vec::new();
     let mut found = 0i64;
     for item in items {
+        cx.charge(1)?;
         if is_present(View::of(item), scope, cx)? {
             found += 1;
         } else {
@@ -656,7 +693,8 @@ fn iterate<'x, 'a: 'x>(op: Op, args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
         Op::Map => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                out.push(body.eval(Scope::Item(item), cx)?.into_value()?);
+                let v = body.eval(Scope::Item(item), cx)?;
+                out.push(cx.owned(v)?);
             }
             Ok(Val::Own(Value::Array(out)))
         }
@@ -664,6 +702,7 @@ fn iterate<'x, 'a: 'x>(op: Op, args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
             let mut out = Vec::new();
             for item in items {
                 if body.eval(Scope::Item(item), cx)?.truthy() {
+                    cx.charge_copy(item)?;
                     out.push(item.clone());
                 }
             }

@@ -1,7 +1,7 @@
 //! The targeting engine: JSONLogic rules compiled once into a node tree, evaluated per request
 //! without copying the context, with flagd's custom operators (`fractional`, `sem_ver`,
 //! `starts_with`, `ends_with`). Semantics follow the Go engine flagd embeds
-//! (diegoholiveira/jsonlogic v3); see the module docs of [`val`] for the coercions.
+//! (diegoholiveira/jsonlogic v3); the `val` module holds its coercions.
 //!
 //! Hostile rules are bounded: nesting depth and node count are checked at compile time (so
 //! neither compiling nor evaluating can overflow the stack) and every evaluation has a step
@@ -29,7 +29,8 @@ mod tests;
 pub const MAX_DEPTH: usize = 128;
 /// Most nodes a compiled rule may have.
 pub const MAX_NODES: usize = 100_000;
-/// Most work units (node visits, loop iterations, bulk copies) one evaluation may use.
+/// Most work units (node visits, loop iterations, copied elements and 64-byte text chunks)
+/// one evaluation may use.
 pub const MAX_STEPS: u64 = 1_000_000;
 
 /// Which fractional bucketing algorithm `fractional` uses.

@@ -1045,6 +1045,11 @@ fn evaluation_work_is_bounded() {
     assert!(run_err(sum, ctx.clone()).0.contains("budget"));
     let nested = json!({"map": [{"var": "huge"}, {"map": [{"var": "huge"}, 1]}]});
     assert!(run_err(nested, ctx).0.contains("budget"));
+    // Copying large context values is charged by size.
+    let big: Vec<Value> = (0..1000).map(|_| Value::String("x".repeat(4096))).collect();
+    let copies: Vec<Value> = (0..16).map(|_| json!({"var": "big"})).collect();
+    let err = run_err(json!({"merge": copies}), json!({ "big": big }));
+    assert!(err.0.contains("budget"), "{err}");
     // Small loops are fine.
     let small =
         json!({"reduce": [[1, 2, 3], {"+": [{"var": "current"}, {"var": "accumulator"}]}, 0]});
