@@ -33,6 +33,9 @@ impl<'a> Cx<'a> {
     /// Charges for copying `v` (about one unit per element and per 64 bytes of text), so
     /// rules cannot multiply large context values without limit.
     pub(super) fn charge_copy(&mut self, v: &Value) -> Result<(), EvalError> {
+        if let Value::String(s) = v {
+            return self.charge(1 + s.len() as u64 / 64);
+        }
         let mut cost: u64 = 1;
         let mut stack = vec![v];
         while let Some(v) = stack.pop() {
@@ -97,6 +100,10 @@ impl Node {
                 Ok(Val::Own(Value::Array(out)))
             }
             Node::Var(var) => {
+                if let VarTarget::Empty = var.target {
+                    // Go returns nil for a path of only dots, without looking at the default.
+                    return Ok(Val::Null);
+                }
                 let found = lookup_target(&var.target, scope, cx)?;
                 match (found, &var.default) {
                     (Some(v), _) if !v.is_null() => Ok(v),
@@ -138,7 +145,7 @@ fn lookup_target<'x, 'a: 'x>(
             }
             _ => None,
         },
-        VarTarget::Empty => return Ok(Some(Val::Null)),
+        VarTarget::Empty => None,
         VarTarget::FlagdObject => Some(Val::Own(cx.flagd_object())),
         VarTarget::FlagdKey => Some(Val::Str(cx.env.flag_key)),
         VarTarget::FlagdTimestamp => Some(Val::Num(cx.env.timestamp as f64)),

@@ -326,7 +326,8 @@ fn var_paths_defaults_and_indices() {
         run(json!({"var": [{"cat": ["no", "pe"]}, 7]}), ctx.clone()),
         json!(7)
     );
-    assert_eq!(run(json!({"var": "."}), ctx), json!(null));
+    assert_eq!(run(json!({"var": "."}), ctx.clone()), json!(null));
+    assert_eq!(run(json!({"var": [".", 1]}), ctx), json!(null));
 }
 
 #[test]
