@@ -187,10 +187,7 @@ async fn bad_payloads_and_deletion_keep_the_last_good_flags() {
     })
     .await;
     assert_eq!(default_variant(&store).as_deref(), Some("a"));
-    assert!(stats(&supervisor)
-        .last_error
-        .unwrap()
-        .contains("zzz"));
+    assert!(stats(&supervisor).last_error.unwrap().contains("zzz"));
 
     // An empty file (flagd would send `{}`).
     replace(&path, "");
@@ -220,7 +217,10 @@ async fn missing_file_at_startup_is_retried_until_it_appears() {
     let path = dir.path().join("later.json");
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::start(&[file_config(&path)], store.clone()).unwrap();
-    eventually("missing file reported", || stats(&supervisor).unavailable == 1).await;
+    eventually("missing file reported", || {
+        stats(&supervisor).unavailable == 1
+    })
+    .await;
     assert!(!*supervisor.ready().borrow());
     assert!(store.snapshot().is_empty());
     std::fs::write(&path, document("c")).unwrap();
@@ -241,17 +241,17 @@ async fn readiness_waits_for_every_source_and_then_latches() {
     std::fs::write(&first, document("a")).unwrap();
     std::fs::write(&second, "{ not json").unwrap();
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::start(
-        &[file_config(&first), file_config(&second)],
-        store.clone(),
-    )
-    .unwrap();
+    let supervisor =
+        Supervisor::start(&[file_config(&first), file_config(&second)], store.clone()).unwrap();
     eventually("first applied, second rejected", || {
         let s = supervisor.stats();
         s[0].applied == 1 && s[1].rejected == 1
     })
     .await;
-    assert!(!*supervisor.ready().borrow(), "second source has no valid config");
+    assert!(
+        !*supervisor.ready().borrow(),
+        "second source has no valid config"
+    );
 
     replace(&second, &document("b"));
     let mut ready = supervisor.ready();
@@ -263,7 +263,10 @@ async fn readiness_waits_for_every_source_and_then_latches() {
     assert_eq!(default_variant(&store).as_deref(), Some("b"));
 
     std::fs::remove_file(&first).unwrap();
-    eventually("deletion reported", || supervisor.stats()[0].unavailable == 1).await;
+    eventually("deletion reported", || {
+        supervisor.stats()[0].unavailable == 1
+    })
+    .await;
     assert!(*supervisor.ready().borrow(), "readiness never flips back");
     supervisor.shutdown().await;
 }

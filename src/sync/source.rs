@@ -242,9 +242,14 @@ impl PayloadSink {
         if payload.bytes.iter().all(u8::is_ascii_whitespace) {
             return self.reject("empty document".into());
         }
-        let document = match parse_document(&payload.bytes, payload.format) {
-            Ok(document) => document,
-            Err(error) => return self.reject(error.to_string()),
+        // A parser bug must not end this source's task: treat a panic as a rejection.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            parse_document(&payload.bytes, payload.format)
+        }));
+        let document = match parsed {
+            Ok(Ok(document)) => document,
+            Ok(Err(error)) => return self.reject(error.to_string()),
+            Err(_) => return self.reject("internal error while parsing the document".into()),
         };
         for warning in &document.warnings {
             match &warning.flag {
