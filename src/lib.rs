@@ -6,9 +6,10 @@
 //! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
 
+pub mod config;
+pub mod daemon;
 pub mod eval;
 pub mod flags;
+pub mod service;
 pub mod store;
-pub mod config;
 pub mod sync;
-pub mod daemon;

@@ -51,7 +51,10 @@ impl Snapshot {
     }
 
     /// Every flag visible under `selector`, ordered by (flagSetId, key).
-    pub fn flags<'s>(&'s self, _selector: &'s Selector) -> impl Iterator<Item = &'s StoredFlag> + 's {
+    pub fn flags<'s>(
+        &'s self,
+        _selector: &'s Selector,
+    ) -> impl Iterator<Item = &'s StoredFlag> + 's {
         std::iter::empty()
     }
 
