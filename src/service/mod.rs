@@ -6,3 +6,20 @@
 
 pub mod proto;
 pub mod wire;
+
+mod evaluation;
+mod events;
+mod schema_v1;
+mod server;
+mod v1;
+mod v2;
+
+pub use evaluation::{
+    AllOutcome, AnyOutcome, AnyValue, Api, BoolKind, Evaluator, FloatKind, IntKind, Kind,
+    ObjectKind, Outcome, StringKind, SELECTOR_HEADER,
+};
+pub use events::{Event, EventStream};
+pub use schema_v1::SchemaV1;
+pub use server::{EvaluationServer, ServeError};
+pub use v1::V1;
+pub use v2::V2;
