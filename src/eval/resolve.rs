@@ -1,7 +1,12 @@
+//! flagd's resolution algorithm (spec section 5.1): flag + context -> value, variant, reason.
+
 use serde_json::{Map, Value};
 
-use super::{Context, FractionalVersion};
-use crate::flags::Flag;
+use super::{Context, Env, FractionalVersion};
+use crate::flags::json_text::{
+    go_json_text, needs_no_escape, write_escaped, write_go_number, InlineStr,
+};
+use crate::flags::{Flag, FlagState};
 
 /// The type a caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,12 +124,322 @@ pub struct EvalOptions {
 }
 
 /// Resolves `flag` for `context` as the requested type (flagd's algorithm, spec section 5.1).
+///
+/// The static path (no targeting) allocates nothing; values and variant names borrow from
+/// `flag`. Errors are flagd's codes: PARSE_ERROR when the rule cannot be evaluated, GENERAL
+/// when it names no variant, TYPE_MISMATCH when the variant's value is not of type `want`.
 pub fn resolve<'f>(
-    _flag: &'f Flag,
-    _context: &Context,
-    _want: ValueType,
-    _options: &EvalOptions,
-    _now_unix_secs: i64,
+    flag: &'f Flag,
+    context: &Context,
+    want: ValueType,
+    options: &EvalOptions,
+    now_unix_secs: i64,
 ) -> Result<Resolution<'f>, ResolveError> {
-    todo!("eval::resolve")
+    if flag.state == FlagState::Disabled {
+        return Ok(Resolution {
+            value: None,
+            variant: None,
+            reason: Reason::Disabled,
+        });
+    }
+    let (variant, reason) = match &flag.targeting {
+        Some(targeting) => {
+            let rule = targeting.rule.as_ref().map_err(|e| ResolveError {
+                code: ErrorCode::ParseError,
+                message: format!("flag `{}`: targeting rule is invalid: {e}", flag.key),
+            })?;
+            let env = Env {
+                context,
+                flag_key: &flag.key,
+                timestamp: now_unix_secs,
+                fractional: options.fractional,
+            };
+            let result = rule.evaluate(&env).map_err(|e| ResolveError {
+                code: ErrorCode::ParseError,
+                message: format!("flag `{}`: error evaluating targeting: {e}", flag.key),
+            })?;
+            if result.is_null() {
+                (default_variant(flag)?, Reason::Default)
+            } else {
+                let key = VariantKey::of(&result);
+                match flag.variants.get_key_value(key.as_str()) {
+                    Some(found) => (Some(found), Reason::TargetingMatch),
+                    None => {
+                        return Err(ResolveError {
+                            code: ErrorCode::General,
+                            message: format!(
+                                "flag `{}`: targeting returned `{}`, which is not a variant",
+                                flag.key,
+                                key.as_str()
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        None => match default_variant(flag)? {
+            Some(found) => (Some(found), Reason::Static),
+            None => (None, Reason::Default),
+        },
+    };
+    let Some((name, value)) = variant else {
+        // Code default: the caller's default is used, so there is nothing to type-check.
+        return Ok(Resolution {
+            value: None,
+            variant: None,
+            reason,
+        });
+    };
+    let value = typed(value, want).ok_or_else(|| ResolveError {
+        code: ErrorCode::TypeMismatch,
+        message: format!(
+            "flag `{}`: variant `{name}` is not of type {}",
+            flag.key,
+            want.as_str()
+        ),
+    })?;
+    Ok(Resolution {
+        value: Some(value),
+        variant: Some(name.as_str()),
+        reason,
+    })
+}
+
+impl ValueType {
+    /// A lower-case name for messages, e.g. `boolean`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueType::Boolean => "boolean",
+            ValueType::String => "string",
+            ValueType::Integer => "integer",
+            ValueType::Float => "float",
+            ValueType::Object => "object",
+            ValueType::Any => "any (non-null)",
+        }
+    }
+}
+
+/// The flag's default variant, `None` for a code default.
+fn default_variant(flag: &Flag) -> Result<Option<(&String, &Value)>, ResolveError> {
+    let Some(name) = flag.default_variant.as_deref() else {
+        return Ok(None);
+    };
+    // The parser guarantees the default exists; a hand-built flag may not.
+    match flag.variants.get_key_value(name) {
+        Some(found) => Ok(Some(found)),
+        None => Err(ResolveError {
+            code: ErrorCode::General,
+            message: format!(
+                "flag `{}`: default variant `{name}` is not a variant",
+                flag.key
+            ),
+        }),
+    }
+}
+
+/// Reads `value` as the requested type (spec sections 5.1 step 6 and 5.8).
+fn typed(value: &Value, want: ValueType) -> Option<ResolvedValue<'_>> {
+    match (want, value) {
+        (ValueType::Boolean, Value::Bool(b)) => Some(ResolvedValue::Bool(*b)),
+        (ValueType::String, Value::String(s)) => Some(ResolvedValue::String(s)),
+        (ValueType::Integer, Value::Number(n)) => Some(ResolvedValue::Int(match n.as_i64() {
+            Some(i) => i,
+            // Truncation toward zero, saturating, as Go's int64(float64) does in range.
+            None => n.as_f64().unwrap_or(0.0) as i64,
+        })),
+        (ValueType::Float, Value::Number(n)) => n.as_f64().map(ResolvedValue::Float),
+        (ValueType::Object, Value::Object(map)) => Some(ResolvedValue::Object(map)),
+        (ValueType::Any, Value::Null) => None,
+        (ValueType::Any, other) => Some(ResolvedValue::Any(other)),
+        _ => None,
+    }
+}
+
+/// The variant name flagd derives from a (non-null) targeting result: the result's JSON
+/// text with every `"` removed. Plain strings, booleans and numbers need no heap allocation.
+enum VariantKey<'a> {
+    Borrowed(&'a str),
+    Inline(InlineStr),
+    Owned(String),
+}
+
+impl<'a> VariantKey<'a> {
+    fn of(result: &'a Value) -> VariantKey<'a> {
+        match result {
+            Value::String(s) if needs_no_escape(s) => VariantKey::Borrowed(s),
+            Value::String(s) => {
+                let mut out = String::with_capacity(s.len() + 8);
+                write_escaped(&mut out, s);
+                out.retain(|c| c != '"');
+                VariantKey::Owned(out)
+            }
+            Value::Bool(true) => VariantKey::Borrowed("true"),
+            Value::Bool(false) => VariantKey::Borrowed("false"),
+            Value::Number(n) => {
+                let mut buf = InlineStr::new();
+                if write_go_number(&mut buf, n).is_ok() {
+                    VariantKey::Inline(buf)
+                } else {
+                    let mut out = String::new();
+                    let _ = write_go_number(&mut out, n);
+                    VariantKey::Owned(out)
+                }
+            }
+            other => {
+                let mut out = go_json_text(other);
+                out.retain(|c| c != '"');
+                VariantKey::Owned(out)
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            VariantKey::Borrowed(s) => s,
+            VariantKey::Inline(buf) => buf.as_str(),
+            VariantKey::Owned(s) => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::flags::{parse_document, Format};
+
+    fn flag(definition: Value) -> Flag {
+        let doc = json!({ "flags": { "f": definition } });
+        let mut parsed = parse_document(doc.to_string().as_bytes(), Format::Json).unwrap();
+        parsed.flags.pop().unwrap()
+    }
+
+    fn run(flag: &Flag, want: ValueType) -> Result<Resolution<'_>, ResolveError> {
+        resolve(flag, &Context::new(), want, &EvalOptions::default(), 0)
+    }
+
+    fn key(v: Value) -> String {
+        VariantKey::of(&v).as_str().to_owned()
+    }
+
+    #[test]
+    fn static_flag_resolves_to_its_default_variant() {
+        let f = flag(
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "on"}),
+        );
+        let r = run(&f, ValueType::Boolean).unwrap();
+        assert_eq!(r.value, Some(ResolvedValue::Bool(true)));
+        assert_eq!(r.variant, Some("on"));
+        assert_eq!(r.reason, Reason::Static);
+        assert_eq!(
+            run(&f, ValueType::Any).unwrap().value,
+            Some(ResolvedValue::Any(&json!(true)))
+        );
+    }
+
+    #[test]
+    fn disabled_flag_has_no_value() {
+        let f =
+            flag(json!({"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"}));
+        for want in [ValueType::Boolean, ValueType::String, ValueType::Any] {
+            let r = run(&f, want).unwrap();
+            assert_eq!(
+                (r.value, r.variant, r.reason),
+                (None, None, Reason::Disabled)
+            );
+        }
+    }
+
+    #[test]
+    fn no_default_variant_is_a_code_default() {
+        let f = flag(json!({"state": "ENABLED", "variants": {"on": true}, "defaultVariant": null}));
+        let r = run(&f, ValueType::String).unwrap();
+        assert_eq!(
+            (r.value, r.variant, r.reason),
+            (None, None, Reason::Default)
+        );
+    }
+
+    #[test]
+    fn type_checks_follow_json_types() {
+        let f = |v: Value| {
+            flag(json!({"state": "ENABLED", "variants": {"v": v}, "defaultVariant": "v"}))
+        };
+        let cases: Vec<(Value, ValueType, Option<ResolvedValue>)> = vec![
+            (
+                json!("s"),
+                ValueType::String,
+                Some(ResolvedValue::String("s")),
+            ),
+            (json!("s"), ValueType::Boolean, None),
+            (json!(3.9), ValueType::Integer, Some(ResolvedValue::Int(3))),
+            (
+                json!(-3.9),
+                ValueType::Integer,
+                Some(ResolvedValue::Int(-3)),
+            ),
+            (json!(10), ValueType::Integer, Some(ResolvedValue::Int(10))),
+            (
+                json!(10),
+                ValueType::Float,
+                Some(ResolvedValue::Float(10.0)),
+            ),
+            (
+                json!(0.5),
+                ValueType::Float,
+                Some(ResolvedValue::Float(0.5)),
+            ),
+            (json!("1"), ValueType::Integer, None),
+            (json!(true), ValueType::Float, None),
+            (json!([1]), ValueType::Object, None),
+            (json!(1), ValueType::Object, None),
+        ];
+        for (value, want, expected) in cases {
+            let fl = f(value.clone());
+            match (run(&fl, want), expected) {
+                (Ok(r), Some(e)) => assert_eq!(r.value, Some(e), "{value} as {want:?}"),
+                (Err(e), None) => {
+                    assert_eq!(e.code, ErrorCode::TypeMismatch, "{value} as {want:?}")
+                }
+                (got, _) => panic!("{value} as {want:?}: {got:?}"),
+            }
+        }
+        let obj = f(json!({"a": 1}));
+        assert!(matches!(
+            run(&obj, ValueType::Object).unwrap().value,
+            Some(ResolvedValue::Object(m)) if m["a"] == json!(1)
+        ));
+        let null = f(Value::Null);
+        assert_eq!(
+            run(&null, ValueType::Any).unwrap_err().code,
+            ErrorCode::TypeMismatch
+        );
+    }
+
+    #[test]
+    fn variant_keys_are_the_json_text_without_quotes() {
+        assert_eq!(key(json!("plain")), "plain");
+        assert_eq!(key(json!(true)), "true");
+        assert_eq!(key(json!(false)), "false");
+        assert_eq!(key(json!(1)), "1");
+        assert_eq!(key(json!(1.0)), "1");
+        assert_eq!(key(json!(2.5)), "2.5");
+        assert_eq!(key(json!(1e21)), "1e+21");
+        assert_eq!(key(json!("null")), "null");
+        assert_eq!(key(json!("say \"hi\"")), "say \\hi\\");
+        assert_eq!(key(json!("a\nb")), "a\\nb");
+        assert_eq!(key(json!(["a", 1])), "[a,1]");
+        assert_eq!(key(json!({"k": "v"})), "{k:v}");
+        assert_eq!(key(json!("a&b<c>")), "a&b<c>");
+    }
+
+    #[test]
+    fn plain_string_keys_borrow() {
+        let v = json!("variant");
+        assert!(matches!(VariantKey::of(&v), VariantKey::Borrowed(_)));
+        let n = json!(42);
+        assert!(matches!(VariantKey::of(&n), VariantKey::Inline(_)));
+    }
 }

@@ -3,8 +3,11 @@
 //! [`parse_document`] turns a JSON or YAML flag document into validated, compiled
 //! [`Flag`]s, rejecting what flagd rejects and reporting what flagd only warns about.
 
+mod evaluators;
+pub(crate) mod json_text;
 mod model;
 mod parse;
+mod yaml;
 
 pub use model::{Flag, FlagState, Targeting};
 pub use parse::{parse_document, FlagDocument, Format, ParseError, Warning};

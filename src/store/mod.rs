@@ -2,11 +2,17 @@
 //! from every source by priority, with per-change diffs and change notifications.
 //!
 //! Readers call [`Store::snapshot`] (a lock-free `arc-swap` load) and never block writers.
+//! Writers (the sync supervisor) serialize on a mutex that readers never touch.
+//!
+//! Unlike flagd, the store keeps every source's flags, so when a higher-priority source drops
+//! a key the lower-priority copy reappears at once (see `docs/store.md`).
 
 mod selector;
 mod snapshot;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -16,11 +22,41 @@ pub use snapshot::{ChangeKind, Snapshot, StoredFlag};
 
 use crate::flags::FlagDocument;
 
+/// What the store knows about one source (for management and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The stored source URI.
+    pub uri: Arc<str>,
+    /// Its priority (index; higher wins).
+    pub priority: usize,
+    /// How many flags its last applied document had (after per-(flagSetId, key) dedup).
+    pub flags: usize,
+    /// When its last document was applied.
+    pub applied_at: SystemTime,
+    /// How many documents it has applied so far.
+    pub applies: u64,
+}
+
+/// One source's last applied flags.
+#[derive(Debug)]
+struct SourceState {
+    info: SourceInfo,
+    flags: Vec<StoredFlag>,
+}
+
+/// Writer-side state: every source's flags, from which snapshots are rebuilt.
+#[derive(Debug, Default)]
+struct Sources {
+    by_uri: BTreeMap<Arc<str>, SourceState>,
+    version: u64,
+}
+
 /// The merged configuration of all sources, shared by every service.
 #[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
     notify: watch::Sender<Arc<Snapshot>>,
+    sources: Mutex<Sources>,
 }
 
 impl Default for Store {
@@ -37,6 +73,7 @@ impl Store {
         Store {
             current: ArcSwap::new(empty),
             notify,
+            sources: Mutex::new(Sources::default()),
         }
     }
 
@@ -52,7 +89,69 @@ impl Store {
 
     /// Replaces every flag of source `source` (priority = its index; higher wins) with
     /// `document`'s flags and publishes the new snapshot.
-    pub fn apply(&self, _priority: usize, _source: &str, _document: FlagDocument) -> Arc<Snapshot> {
-        todo!("Store::apply")
+    ///
+    /// Within one document a repeated (flagSetId, key) keeps the last copy, as flagd does.
+    pub fn apply(&self, priority: usize, source: &str, document: FlagDocument) -> Arc<Snapshot> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let uri: Arc<str> = match sources.by_uri.get_key_value(source) {
+            Some((uri, _)) => uri.clone(),
+            None => source.into(),
+        };
+        let mut deduped: BTreeMap<(Option<String>, String), StoredFlag> = BTreeMap::new();
+        for flag in document.flags {
+            deduped.insert(
+                (flag.flag_set_id.clone(), flag.key.clone()),
+                StoredFlag {
+                    flag: Arc::new(flag),
+                    source: uri.clone(),
+                    priority,
+                },
+            );
+        }
+        let flags: Vec<StoredFlag> = deduped.into_values().collect();
+        let applies = sources.by_uri.get(source).map_or(0, |s| s.info.applies) + 1;
+        let info = SourceInfo {
+            uri: uri.clone(),
+            priority,
+            flags: flags.len(),
+            applied_at: SystemTime::now(),
+            applies,
+        };
+        sources.by_uri.insert(uri, SourceState { info, flags });
+        self.publish(&mut sources)
+    }
+
+    /// Removes every flag of `source` and publishes the new snapshot (no-op if unknown).
+    pub fn remove(&self, source: &str) -> Arc<Snapshot> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if sources.by_uri.remove(source).is_none() {
+            return self.snapshot();
+        }
+        self.publish(&mut sources)
+    }
+
+    /// What each applied source last delivered, ordered by URI.
+    pub fn sources(&self) -> Vec<SourceInfo> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.by_uri.values().map(|s| s.info.clone()).collect()
+    }
+
+    /// Rebuilds, swaps in and announces a snapshot; called with the writer lock held so
+    /// versions and notifications stay in order.
+    fn publish(&self, sources: &mut Sources) -> Arc<Snapshot> {
+        sources.version += 1;
+        let snapshot = Arc::new(Snapshot::build(
+            sources.version,
+            sources
+                .by_uri
+                .iter()
+                .map(|(uri, s)| (uri, s.info.priority, s.flags.as_slice())),
+        ));
+        self.current.store(snapshot.clone());
+        self.notify.send_replace(snapshot.clone());
+        snapshot
     }
 }
+
+#[cfg(test)]
+mod tests;
