@@ -415,14 +415,8 @@ fn invalid_selector(text: &str) -> Status {
 /// `flagSetId` / `source` from the selector, as flagd reflects it into response metadata.
 fn selector_metadata(selector: &Selector) -> Map<String, Value> {
     let mut map = Map::new();
-    match selector {
-        Selector::All => {}
-        Selector::FlagSetId(id) => {
-            map.insert("flagSetId".to_owned(), Value::String(id.clone()));
-        }
-        Selector::Source(source) => {
-            map.insert("source".to_owned(), Value::String(source.clone()));
-        }
+    if let Some((key, value)) = selector.reflection() {
+        map.insert(key.to_owned(), Value::String(value.to_owned()));
     }
     map
 }

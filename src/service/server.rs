@@ -12,6 +12,7 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::util::MapResponseLayer;
 
 use super::evaluation::Evaluator;
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
@@ -97,6 +98,7 @@ impl EvaluationServer {
 
         let evaluator = &self.evaluator;
         let router = Server::builder()
+            .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
             .add_service(
                 evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
                     .max_decoding_message_size(limit),
@@ -154,6 +156,21 @@ impl EvaluationServer {
         health_task.abort();
         result.map_err(ServeError::from)
     }
+}
+
+/// tonic answers a request over `max_decoding_message_size` with OUT_OF_RANGE; flagd
+/// (connect-go) answers RESOURCE_EXHAUSTED, which is what clients expect. Nothing else here
+/// produces OUT_OF_RANGE, and the rejection is always a trailers-only response, so rewriting
+/// the status header is enough.
+fn size_limit_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() == b"11")
+    {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }
 
 /// SERVING once the sources are ready (a latch), NOT_SERVING for good once draining.
