@@ -1,8 +1,16 @@
 //! Runtime settings of the daemon, resolved from the CLI, environment and `--config` file.
+//!
+//! Every input (the config file, the command line with its `FLAGD_*` environment variables)
+//! is first read into a [`ConfigInput`] of optional values; inputs are layered (command line
+//! over file) and then turned into [`Settings`] with flagd's defaults.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::eval::{Context, FractionalVersion};
+use crate::sync::Provider;
 
 /// One configured sync source (a `--uri` entry or a `--sources` object).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +21,27 @@ pub struct SourceConfig {
     pub provider: String,
     /// Poll interval for polling providers.
     pub interval: Option<Duration>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (flagd's `console`).
+    #[default]
+    Console,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `console` or `json`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text.to_ascii_lowercase().as_str() {
+            "console" => Some(LogFormat::Console),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Everything the daemon needs to run.
@@ -40,6 +69,18 @@ pub struct Settings {
     pub keep_alive_interval: Duration,
     /// Fractional bucketing algorithm.
     pub fractional: FractionalVersion,
+    /// Allowed CORS origins; empty = every origin.
+    pub cors_origins: Vec<String>,
+    /// `GetMetadata` answers UNIMPLEMENTED when set.
+    pub disable_sync_metadata: bool,
+    /// TLS certificate (PEM) for the evaluation and sync ports.
+    pub server_cert_path: Option<PathBuf>,
+    /// TLS private key (PEM) for the evaluation and sync ports.
+    pub server_key_path: Option<PathBuf>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Debug-level logging.
+    pub debug: bool,
 }
 
 impl Default for Settings {
@@ -56,6 +97,636 @@ impl Default for Settings {
             max_request_body: 1_000_000,
             keep_alive_interval: Duration::from_secs(20),
             fractional: FractionalVersion::V2,
+            cors_origins: Vec::new(),
+            disable_sync_metadata: false,
+            server_cert_path: None,
+            server_key_path: None,
+            log_format: LogFormat::Console,
+            debug: false,
         }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file cannot be read or parsed.
+    #[error("config file `{path}`: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A `--uri` that matches no supported pattern (spec 6.1).
+    #[error("invalid sync uri argument `{uri}`: {message}")]
+    Uri {
+        /// The argument.
+        uri: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--sources` entry that is malformed or names an unsupported provider.
+    #[error("invalid sources: {0}")]
+    Sources(String),
+    /// Any other option with an unusable value.
+    #[error("invalid value for `{key}`: {message}")]
+    Value {
+        /// The option name.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One layer of configuration: every value optional, `None` = not given here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigInput {
+    /// `port`.
+    pub port: Option<u16>,
+    /// `management-port`.
+    pub management_port: Option<u16>,
+    /// `sync-port`.
+    pub sync_port: Option<u16>,
+    /// `ofrep-port`.
+    pub ofrep_port: Option<u16>,
+    /// `uri` entries, already checked (spec 6.1).
+    pub uris: Option<Vec<SourceConfig>>,
+    /// `sources` entries, already checked (spec 6.2).
+    pub sources: Option<Vec<SourceConfig>>,
+    /// `context-value` pairs.
+    pub context_values: Option<Vec<(String, String)>>,
+    /// `context-from-header` pairs (header name as given).
+    pub context_from_headers: Option<Vec<(String, String)>>,
+    /// `stream-deadline` (zero = none).
+    pub stream_deadline: Option<Duration>,
+    /// `max-request-body`.
+    pub max_request_body: Option<usize>,
+    /// `cors-origin`.
+    pub cors_origins: Option<Vec<String>>,
+    /// `disable-sync-metadata`.
+    pub disable_sync_metadata: Option<bool>,
+    /// `server-cert-path`.
+    pub server_cert_path: Option<PathBuf>,
+    /// `server-key-path`.
+    pub server_key_path: Option<PathBuf>,
+    /// `keep-alive-interval`.
+    pub keep_alive_interval: Option<Duration>,
+    /// `fractional-version`.
+    pub fractional: Option<FractionalVersion>,
+    /// `log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `debug`.
+    pub debug: Option<bool>,
+}
+
+impl ConfigInput {
+    /// Reads a `--config` file: JSON for `.json`, YAML otherwise; keys are flagd's flag names;
+    /// unknown keys are ignored, as viper does.
+    pub fn from_file(path: &Path) -> Result<ConfigInput, ConfigError> {
+        let fail = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let is_json = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let value: Value = if is_json {
+            serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?
+        } else if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?
+        };
+        ConfigInput::from_value(&value).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Reads the keys of a parsed config document.
+    pub fn from_value(value: &Value) -> Result<ConfigInput, ConfigError> {
+        let Value::Object(map) = value else {
+            return Err(ConfigError::Value {
+                key: "config",
+                message: "expected a map of option names to values".into(),
+            });
+        };
+        let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+        let mut input = ConfigInput {
+            port: get("port").map(|v| number(v, "port")).transpose()?,
+            management_port: get("management-port")
+                .map(|v| number(v, "management-port"))
+                .transpose()?,
+            sync_port: get("sync-port")
+                .map(|v| number(v, "sync-port"))
+                .transpose()?,
+            ofrep_port: get("ofrep-port")
+                .map(|v| number(v, "ofrep-port"))
+                .transpose()?,
+            max_request_body: get("max-request-body")
+                .map(|v| number(v, "max-request-body"))
+                .transpose()?,
+            disable_sync_metadata: get("disable-sync-metadata")
+                .map(|v| boolean(v, "disable-sync-metadata"))
+                .transpose()?,
+            debug: get("debug").map(|v| boolean(v, "debug")).transpose()?,
+            server_cert_path: get("server-cert-path")
+                .map(|v| scalar(v, "server-cert-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            server_key_path: get("server-key-path")
+                .map(|v| scalar(v, "server-key-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            ..ConfigInput::default()
+        };
+        if let Some(v) = get("stream-deadline") {
+            input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
+        }
+        if let Some(v) = get("keep-alive-interval") {
+            input.keep_alive_interval = Some(parse_duration_value(v, "keep-alive-interval")?);
+        }
+        if let Some(v) = get("log-format") {
+            let text = scalar(v, "log-format")?;
+            input.log_format = Some(LogFormat::parse(&text).ok_or(ConfigError::Value {
+                key: "log-format",
+                message: format!("`{text}` is not `console` or `json`"),
+            })?);
+        }
+        if let Some(v) = get("fractional-version") {
+            input.fractional = Some(parse_fractional(&scalar(v, "fractional-version")?)?);
+        }
+        if let Some(v) = get("uri") {
+            let uris = string_list(v, "uri")?;
+            input.uris = Some(
+                uris.iter()
+                    .map(|u| parse_uri(u))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        if let Some(v) = get("sources") {
+            input.sources = Some(match v {
+                Value::String(text) => parse_sources_json(text)?,
+                other => parse_sources(other)?,
+            });
+        }
+        if let Some(v) = get("cors-origin") {
+            input.cors_origins = Some(string_list(v, "cors-origin")?);
+        }
+        if let Some(v) = get("context-value") {
+            input.context_values = Some(pairs(v, "context-value")?);
+        }
+        if let Some(v) = get("context-from-header") {
+            input.context_from_headers = Some(pairs(v, "context-from-header")?);
+        }
+        Ok(input)
+    }
+
+    /// This layer with every value it lacks taken from `lower`.
+    pub fn over(self, lower: ConfigInput) -> ConfigInput {
+        ConfigInput {
+            port: self.port.or(lower.port),
+            management_port: self.management_port.or(lower.management_port),
+            sync_port: self.sync_port.or(lower.sync_port),
+            ofrep_port: self.ofrep_port.or(lower.ofrep_port),
+            uris: self.uris.or(lower.uris),
+            sources: self.sources.or(lower.sources),
+            context_values: self.context_values.or(lower.context_values),
+            context_from_headers: self.context_from_headers.or(lower.context_from_headers),
+            stream_deadline: self.stream_deadline.or(lower.stream_deadline),
+            max_request_body: self.max_request_body.or(lower.max_request_body),
+            cors_origins: self.cors_origins.or(lower.cors_origins),
+            disable_sync_metadata: self.disable_sync_metadata.or(lower.disable_sync_metadata),
+            server_cert_path: self.server_cert_path.or(lower.server_cert_path),
+            server_key_path: self.server_key_path.or(lower.server_key_path),
+            keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
+            fractional: self.fractional.or(lower.fractional),
+            log_format: self.log_format.or(lower.log_format),
+            debug: self.debug.or(lower.debug),
+        }
+    }
+
+    /// The settings, with flagd's defaults for whatever no layer gave.
+    pub fn into_settings(self) -> Settings {
+        let defaults = Settings::default();
+        let mut sources = self.uris.unwrap_or_default();
+        sources.extend(self.sources.unwrap_or_default());
+        Settings {
+            port: self.port.unwrap_or(defaults.port),
+            management_port: self.management_port.unwrap_or(defaults.management_port),
+            sync_port: self.sync_port.unwrap_or(defaults.sync_port),
+            ofrep_port: self.ofrep_port.unwrap_or(defaults.ofrep_port),
+            sources,
+            static_context: self
+                .context_values
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+            header_context: self
+                .context_from_headers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(header, key)| (header.to_ascii_lowercase(), key))
+                .collect(),
+            stream_deadline: self.stream_deadline.filter(|d| !d.is_zero()),
+            max_request_body: self.max_request_body.unwrap_or(defaults.max_request_body),
+            keep_alive_interval: self
+                .keep_alive_interval
+                .unwrap_or(defaults.keep_alive_interval),
+            fractional: self.fractional.unwrap_or(defaults.fractional),
+            cors_origins: self.cors_origins.unwrap_or_default(),
+            disable_sync_metadata: self.disable_sync_metadata.unwrap_or(false),
+            server_cert_path: self.server_cert_path,
+            server_key_path: self.server_key_path,
+            log_format: self.log_format.unwrap_or_default(),
+            debug: self.debug.unwrap_or(false),
+        }
+    }
+}
+
+/// Turns one `--uri` argument into a source (spec 6.1).
+pub fn parse_uri(uri: &str) -> Result<SourceConfig, ConfigError> {
+    let fail = |message: &str| ConfigError::Uri {
+        uri: uri.to_owned(),
+        message: message.to_owned(),
+    };
+    if let Some(path) = uri.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err(fail("empty file path"));
+        }
+        return Ok(SourceConfig {
+            uri: path.to_owned(),
+            provider: "file".into(),
+            interval: None,
+        });
+    }
+    if let Some(location) = uri.strip_prefix("s3://") {
+        if location.split('/').nth(1).unwrap_or("").is_empty() {
+            return Err(fail("expected s3://<bucket>/<key>"));
+        }
+        return Ok(SourceConfig {
+            uri: uri.to_owned(),
+            provider: "s3".into(),
+            interval: None,
+        });
+    }
+    const UNSUPPORTED: [(&str, &str); 10] = [
+        ("http://", "http"),
+        ("https://", "http"),
+        ("grpc://", "grpc"),
+        ("grpcs://", "grpc"),
+        ("envoy://", "grpc"),
+        ("dns://", "grpc"),
+        ("uds://", "grpc"),
+        ("xds://", "grpc"),
+        ("gs://", "gcs"),
+        ("azblob://", "azblob"),
+    ];
+    for (prefix, provider) in UNSUPPORTED {
+        if uri.starts_with(prefix) {
+            return Err(fail(&format!(
+                "the `{provider}` provider is not supported by flagpole yet (supported: file:, s3://)"
+            )));
+        }
+    }
+    if uri.starts_with("core.openfeature.dev/") {
+        return Err(fail(
+            "the `kubernetes` provider is not supported by flagpole yet (supported: file:, s3://)",
+        ));
+    }
+    Err(fail(
+        "expected file:<path> or s3://<bucket>/<key> (a bare path needs the `file:` prefix)",
+    ))
+}
+
+/// Parses the `--sources` JSON array string (spec 6.2).
+pub fn parse_sources_json(text: &str) -> Result<Vec<SourceConfig>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ConfigError::Sources(e.to_string()))?;
+    parse_sources(&value)
+}
+
+/// Reads a list of `{uri, provider, interval, ...}` objects; other fields are ignored.
+pub fn parse_sources(value: &Value) -> Result<Vec<SourceConfig>, ConfigError> {
+    let Value::Array(entries) = value else {
+        return Err(ConfigError::Sources(
+            "expected a list of {\"uri\", \"provider\"} objects".into(),
+        ));
+    };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let fail = |m: String| ConfigError::Sources(format!("entry {i}: {m}"));
+            let field = |name: &str| entry.get(name).and_then(Value::as_str);
+            let uri = field("uri")
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| fail("`uri` is required".into()))?;
+            let provider = field("provider")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| fail(format!("`provider` is required for `{uri}`")))?;
+            let kind = Provider::parse(provider).map_err(&fail)?;
+            let interval = match entry.get("interval") {
+                None | Some(Value::Null) => None,
+                Some(v) => {
+                    let seconds: u32 = number(v, "interval").map_err(|e| fail(e.to_string()))?;
+                    if seconds > 86_400 {
+                        return Err(fail("`interval` must be at most 86400 seconds".into()));
+                    }
+                    Some(Duration::from_secs(seconds.into()))
+                }
+            };
+            let uri = match kind {
+                Provider::File => uri.strip_prefix("file:").unwrap_or(uri),
+                Provider::S3 => uri,
+            };
+            Ok(SourceConfig {
+                uri: uri.to_owned(),
+                provider: provider.to_owned(),
+                interval,
+            })
+        })
+        .collect()
+}
+
+/// Splits `key=value` at the first `=` (for `-X` and `-H`).
+pub fn parse_pair(text: &str, option: &'static str) -> Result<(String, String), ConfigError> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(ConfigError::Value {
+            key: option,
+            message: format!("`{text}` is not of the form key=value"),
+        }),
+    }
+}
+
+/// Parses `v2` or `v3` (also `2`, `3`).
+pub fn parse_fractional(text: &str) -> Result<FractionalVersion, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "v2" | "2" => Ok(FractionalVersion::V2),
+        "v3" | "3" => Ok(FractionalVersion::V3),
+        other => Err(ConfigError::Value {
+            key: "fractional-version",
+            message: format!("`{other}` is not `v2` or `v3`"),
+        }),
+    }
+}
+
+/// Parses a Go-style duration (`30s`, `1m30s`, `500ms`, `1h`, `0`); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+fn parse_duration_value(value: &Value, key: &'static str) -> Result<Duration, ConfigError> {
+    let text = scalar(value, key)?;
+    parse_duration(&text).ok_or(ConfigError::Value {
+        key,
+        message: format!("`{text}` is not a duration such as 30s, 1m or 0"),
+    })
+}
+
+/// A scalar as text (numbers and booleans stringified, as viper does).
+fn scalar(value: &Value, key: &'static str) -> Result<String, ConfigError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(ConfigError::Value {
+            key,
+            message: "expected a single value".into(),
+        }),
+    }
+}
+
+fn number<T: std::str::FromStr>(value: &Value, key: &'static str) -> Result<T, ConfigError> {
+    let text = scalar(value, key)?;
+    text.trim().parse().map_err(|_| ConfigError::Value {
+        key,
+        message: format!("`{text}` is not a valid number here"),
+    })
+}
+
+fn boolean(value: &Value, key: &'static str) -> Result<bool, ConfigError> {
+    match scalar(value, key)?.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(ConfigError::Value {
+            key,
+            message: format!("`{other}` is not true or false"),
+        }),
+    }
+}
+
+/// A list of strings, or one comma-separated string.
+fn string_list(value: &Value, key: &'static str) -> Result<Vec<String>, ConfigError> {
+    match value {
+        Value::Array(items) => items.iter().map(|v| scalar(v, key)).collect(),
+        other => Ok(scalar(other, key)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
+    }
+}
+
+/// A map of scalars, a list of `k=v` strings, or one `k=v,k2=v2` string.
+fn pairs(value: &Value, key: &'static str) -> Result<Vec<(String, String)>, ConfigError> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), scalar(v, key)?)))
+            .collect(),
+        other => string_list(other, key)?
+            .iter()
+            .map(|item| parse_pair(item, key))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_in_go_syntax() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("15"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("ten seconds"), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn uri_forms() {
+        let file = parse_uri("file:./flags.json").unwrap();
+        assert_eq!(
+            (file.uri.as_str(), file.provider.as_str()),
+            ("./flags.json", "file")
+        );
+        let s3 = parse_uri("s3://bucket/path/flags.json?region=eu-west-1").unwrap();
+        assert_eq!(s3.uri, "s3://bucket/path/flags.json?region=eu-west-1");
+        assert_eq!(s3.provider, "s3");
+        assert!(parse_uri("./flags.json")
+            .unwrap_err()
+            .to_string()
+            .contains("file:"));
+        assert!(parse_uri("https://example.com/flags.json")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(parse_uri("grpc://localhost:8015").is_err());
+        assert!(parse_uri("s3://bucket-only").is_err());
+        assert!(parse_uri("file:").is_err());
+    }
+
+    #[test]
+    fn sources_entries() {
+        let sources = parse_sources_json(
+            r#"[{"uri":"file:a.json","provider":"file"},
+                {"uri":"b.yaml","provider":"fsnotify","authHeader":"ignored"},
+                {"uri":"s3://b/k.json","provider":"s3","interval":30}]"#,
+        )
+        .unwrap();
+        assert_eq!(sources[0].uri, "a.json");
+        assert_eq!(sources[1].provider, "fsnotify");
+        assert_eq!(sources[2].interval, Some(Duration::from_secs(30)));
+        assert!(parse_sources_json(r#"[{"uri":"a.json"}]"#).is_err());
+        assert!(parse_sources_json(r#"[{"uri":"a","provider":"nope"}]"#).is_err());
+        assert!(parse_sources_json(r#"[{"uri":"x","provider":"http"}]"#)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(parse_sources_json(r#"{"uri":"a"}"#).is_err());
+        assert_eq!(parse_sources_json("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn testbed_config_document() {
+        let input = ConfigInput::from_value(&json!({
+            "server-cert-path": "/ssl/server-cert.pem",
+            "server-key-path": "/ssl/server-key.pem",
+            "sources": [
+                {"uri": "flags/allFlags.json", "provider": "file"},
+                {"uri": "rawflags/selector-flags.json", "provider": "file"}
+            ],
+            "context-value": {"injectedmetadata": "set"},
+            "disable-sync-metadata": true,
+            "unknown-key": 1
+        }))
+        .unwrap();
+        let settings = input.into_settings();
+        assert_eq!(settings.sources.len(), 2);
+        assert_eq!(settings.sources[1].uri, "rawflags/selector-flags.json");
+        assert_eq!(settings.static_context["injectedmetadata"], json!("set"));
+        assert!(settings.disable_sync_metadata);
+        assert_eq!(
+            settings.server_cert_path.as_deref(),
+            Some(Path::new("/ssl/server-cert.pem"))
+        );
+        assert_eq!(settings.port, 8013);
+    }
+
+    #[test]
+    fn lenient_scalars_and_lists() {
+        let input = ConfigInput::from_value(&json!({
+            "port": "9013",
+            "max-request-body": 0,
+            "uri": "file:a.json,s3://b/k.json",
+            "context-from-header": ["X-User-Id=userId"],
+            "stream-deadline": "1m",
+            "fractional-version": "v3",
+            "log-format": "json",
+            "debug": "true"
+        }))
+        .unwrap();
+        let settings = input.into_settings();
+        assert_eq!(settings.port, 9013);
+        assert_eq!(settings.max_request_body, 0);
+        assert_eq!(settings.sources.len(), 2);
+        assert_eq!(
+            settings.header_context,
+            vec![("x-user-id".to_owned(), "userId".to_owned())]
+        );
+        assert_eq!(settings.stream_deadline, Some(Duration::from_secs(60)));
+        assert_eq!(settings.fractional, FractionalVersion::V3);
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert!(settings.debug);
+        assert!(ConfigInput::from_value(&json!({"port": "high"})).is_err());
+        assert!(ConfigInput::from_value(&json!({"log-format": "xml"})).is_err());
+    }
+
+    #[test]
+    fn upper_layer_wins_and_uris_come_before_sources() {
+        let file = ConfigInput {
+            port: Some(1),
+            sync_port: Some(2),
+            sources: Some(vec![parse_uri("file:from-file.json").unwrap()]),
+            ..ConfigInput::default()
+        };
+        let cli = ConfigInput {
+            port: Some(3),
+            uris: Some(vec![parse_uri("file:from-cli.json").unwrap()]),
+            ..ConfigInput::default()
+        };
+        let settings = cli.over(file).into_settings();
+        assert_eq!((settings.port, settings.sync_port), (3, 2));
+        let uris: Vec<_> = settings.sources.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, ["from-cli.json", "from-file.json"]);
+    }
+
+    #[test]
+    fn zero_stream_deadline_means_none() {
+        let input = ConfigInput {
+            stream_deadline: Some(Duration::ZERO),
+            ..ConfigInput::default()
+        };
+        assert_eq!(input.into_settings().stream_deadline, None);
     }
 }

@@ -6,6 +6,7 @@
 //! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod eval;

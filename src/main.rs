@@ -1,1 +1,100 @@
-fn main() {}
+//! The `flagpole` binary: parses the command line, sets up logging and runs the daemon.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use flagpole::cli::{self, Cli, Command};
+use flagpole::config::LogFormat;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("flagpole: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("{}", cli::version_line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { files } => {
+            init_logging(LogFormat::Console, cli.debug.unwrap_or(false));
+            let valid = cli::validate(&files, &mut std::io::stdout().lock())?;
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Start(args) => {
+            let settings = args.settings(cli.config.as_deref(), cli.debug)?;
+            init_logging(settings.log_format, settings.debug);
+            tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting flagpole");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let listeners = flagpole::daemon::Listeners::bind(&settings)
+                    .await
+                    .context("cannot bind the listening ports")?;
+                flagpole::daemon::run(settings, listeners, shutdown_signal()).await?;
+                tracing::info!("flagpole stopped");
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Logs to stderr: human-readable or one JSON object per line; `RUST_LOG` refines the level.
+fn init_logging(format: LogFormat, debug: bool) {
+    let level = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Console => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("received SIGINT, shutting down"),
+        _ = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}

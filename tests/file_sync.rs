@@ -301,6 +301,36 @@ async fn polling_alone_detects_changes() {
 }
 
 #[tokio::test]
+async fn the_directory_watcher_alone_detects_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, document("a")).unwrap();
+    let store = Arc::new(Store::new());
+    // A poll period far beyond the test's patience: only inotify can see the changes.
+    let source = FileSource::new(&path, Some(Duration::from_secs(3600))).unwrap();
+    let supervisor = Supervisor::spawn(
+        vec![NamedSource {
+            uri: path.to_str().unwrap().to_owned(),
+            provider: "fsnotify".into(),
+            source: Box::new(source),
+        }],
+        store.clone(),
+    );
+    eventually("initial load", || default_variant(&store).is_some()).await;
+    replace(&path, &document("b"));
+    eventually("renamed file applied", || {
+        default_variant(&store).as_deref() == Some("b")
+    })
+    .await;
+    std::fs::write(&path, document("c")).unwrap();
+    eventually("rewritten file applied", || {
+        default_variant(&store).as_deref() == Some("c")
+    })
+    .await;
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
 async fn refresh_rereads_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flags.json");

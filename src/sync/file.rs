@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch;
 
@@ -81,9 +82,11 @@ fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
 fn watch_parent(path: &Path) -> notify::Result<(notify::RecommendedWatcher, watch::Receiver<u64>)> {
     let (tx, rx) = watch::channel(0u64);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Our own reads show up as access events; reacting to them would loop.
+        // Our own reads show up as access events; reacting to them would loop. A writer
+        // closing the file is the one access event that matters.
         if let Ok(event) = &event {
-            if matches!(event.kind, EventKind::Access(_)) {
+            if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+            {
                 return;
             }
         }

@@ -1,0 +1,248 @@
+//! The command line: `flagpole start` with flagd's flags and `FLAGD_*` environment variables,
+//! `flagpole validate FILE...` and `flagpole version`.
+//!
+//! Precedence, as in flagd: command-line flag, then environment variable, then `--config` file,
+//! then the default.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{
+    parse_duration, parse_pair, parse_sources_json, parse_uri, ConfigError, ConfigInput, LogFormat,
+    Settings,
+};
+use crate::eval::FractionalVersion;
+use crate::flags::{parse_document, Format};
+
+/// flagpole: a flagd-compatible feature-flag daemon.
+#[derive(Debug, Parser)]
+#[command(name = "flagpole", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (JSON or YAML) whose keys are the `start` flag names.
+    #[arg(long, global = true, env = "FLAGD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Debug-level logging.
+    #[arg(short = 'x', long, global = true, env = "FLAGD_DEBUG", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub debug: Option<bool>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the daemon.
+    Start(Box<StartArgs>),
+    /// Check flag definition files and print every problem.
+    Validate {
+        /// Flag files (.json, .yaml, .yml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Console,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--fractional-version` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FractionalArg {
+    /// flagd's MurmurHash3 bucketing (default).
+    V2,
+    /// The newer CBOR-based bucketing.
+    V3,
+}
+
+/// Flags of `flagpole start` (flagd's names, short forms and environment variables).
+#[derive(Debug, Default, Args)]
+pub struct StartArgs {
+    /// Port of the evaluation services.
+    #[arg(short = 'p', long, env = "FLAGD_PORT")]
+    pub port: Option<u16>,
+    /// Port of the management service (health, readiness, metrics).
+    #[arg(short = 'm', long, env = "FLAGD_MANAGEMENT_PORT")]
+    pub management_port: Option<u16>,
+    /// Port of the flag sync service.
+    #[arg(short = 'g', long, env = "FLAGD_SYNC_PORT")]
+    pub sync_port: Option<u16>,
+    /// Port of the OFREP service.
+    #[arg(short = 'r', long, env = "FLAGD_OFREP_PORT")]
+    pub ofrep_port: Option<u16>,
+    /// Sync source URI: file:<path> or s3://<bucket>/<key> (repeatable, comma-separated).
+    #[arg(short = 'f', long, env = "FLAGD_URI", value_delimiter = ',')]
+    pub uri: Vec<String>,
+    /// Sync sources as a JSON array of {"uri","provider",...} objects.
+    #[arg(short = 's', long, env = "FLAGD_SOURCES")]
+    pub sources: Option<String>,
+    /// Static evaluation context `key=value` (repeatable).
+    #[arg(short = 'X', long, env = "FLAGD_CONTEXT_VALUE", value_delimiter = ',')]
+    pub context_value: Vec<String>,
+    /// Context from a request header `Header-Name=contextKey` (repeatable).
+    #[arg(
+        short = 'H',
+        long,
+        env = "FLAGD_CONTEXT_FROM_HEADER",
+        value_delimiter = ','
+    )]
+    pub context_from_header: Vec<String>,
+    /// Log format.
+    #[arg(short = 'z', long, env = "FLAGD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Server-side deadline of event and sync streams (e.g. `30s`; `0` = none).
+    #[arg(long, env = "FLAGD_STREAM_DEADLINE")]
+    pub stream_deadline: Option<String>,
+    /// Largest accepted request body in bytes (0 = no limit).
+    #[arg(short = 'B', long, env = "FLAGD_MAX_REQUEST_BODY")]
+    pub max_request_body: Option<usize>,
+    /// Allowed CORS origin (repeatable; none = all origins).
+    #[arg(short = 'C', long, env = "FLAGD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Answer sync GetMetadata with UNIMPLEMENTED.
+    #[arg(long, env = "FLAGD_DISABLE_SYNC_METADATA", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub disable_sync_metadata: Option<bool>,
+    /// TLS certificate (PEM) for the evaluation and sync ports.
+    #[arg(short = 'c', long, env = "FLAGD_SERVER_CERT_PATH")]
+    pub server_cert_path: Option<PathBuf>,
+    /// TLS private key (PEM) for the evaluation and sync ports.
+    #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH")]
+    pub server_key_path: Option<PathBuf>,
+    /// Silence after which event streams send keep_alive (default 20s).
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_INTERVAL")]
+    pub keep_alive_interval: Option<String>,
+    /// Fractional bucketing algorithm.
+    #[arg(long, env = "FLAGD_FRACTIONAL_VERSION", value_enum)]
+    pub fractional_version: Option<FractionalArg>,
+}
+
+impl StartArgs {
+    /// This layer of configuration (command line and environment).
+    pub fn input(&self) -> Result<ConfigInput, ConfigError> {
+        let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let duration = |text: &Option<String>, key: &'static str| {
+            text.as_deref()
+                .map(|t| {
+                    parse_duration(t).ok_or(ConfigError::Value {
+                        key,
+                        message: format!("`{t}` is not a duration such as 30s, 1m or 0"),
+                    })
+                })
+                .transpose()
+        };
+        let pairs = |items: &Vec<String>, key: &'static str| {
+            non_empty(items)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| parse_pair(item, key))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+        };
+        Ok(ConfigInput {
+            port: self.port,
+            management_port: self.management_port,
+            sync_port: self.sync_port,
+            ofrep_port: self.ofrep_port,
+            uris: non_empty(&self.uri)
+                .map(|uris| uris.iter().map(|u| parse_uri(u)).collect())
+                .transpose()?,
+            sources: self
+                .sources
+                .as_deref()
+                .map(parse_sources_json)
+                .transpose()?,
+            context_values: pairs(&self.context_value, "context-value")?,
+            context_from_headers: pairs(&self.context_from_header, "context-from-header")?,
+            stream_deadline: duration(&self.stream_deadline, "stream-deadline")?,
+            max_request_body: self.max_request_body,
+            cors_origins: non_empty(&self.cors_origin),
+            disable_sync_metadata: self.disable_sync_metadata,
+            server_cert_path: self.server_cert_path.clone(),
+            server_key_path: self.server_key_path.clone(),
+            keep_alive_interval: duration(&self.keep_alive_interval, "keep-alive-interval")?,
+            fractional: self.fractional_version.map(|f| match f {
+                FractionalArg::V2 => FractionalVersion::V2,
+                FractionalArg::V3 => FractionalVersion::V3,
+            }),
+            log_format: self.log_format.map(|f| match f {
+                LogFormatArg::Console => LogFormat::Console,
+                LogFormatArg::Json => LogFormat::Json,
+            }),
+            debug: None,
+        })
+    }
+
+    /// The daemon settings: these flags over the `--config` file over the defaults.
+    pub fn settings(
+        &self,
+        config: Option<&Path>,
+        debug: Option<bool>,
+    ) -> Result<Settings, ConfigError> {
+        let file = match config {
+            Some(path) => ConfigInput::from_file(path)?,
+            None => ConfigInput::default(),
+        };
+        let mut cli = self.input()?;
+        cli.debug = debug;
+        Ok(cli.over(file).into_settings())
+    }
+}
+
+/// The version line `flagpole version` prints.
+pub fn version_line() -> String {
+    format!("flagpole {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Validates each flag file, writing every error and warning (naming file and flag) to `out`;
+/// `true` when every file is valid (warnings allowed).
+pub fn validate(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool> {
+    let mut all_valid = true;
+    for file in files {
+        let name = file.display();
+        let Some(format) = Format::from_path(file) else {
+            writeln!(
+                out,
+                "{name}: error: unsupported file format (use .json, .yaml or .yml)"
+            )?;
+            all_valid = false;
+            continue;
+        };
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                writeln!(out, "{name}: error: cannot read: {error}")?;
+                all_valid = false;
+                continue;
+            }
+        };
+        match parse_document(&bytes, format) {
+            Ok(document) => {
+                for warning in &document.warnings {
+                    match &warning.flag {
+                        Some(flag) => {
+                            writeln!(out, "{name}: warning: flag `{flag}`: {}", warning.message)?
+                        }
+                        None => writeln!(out, "{name}: warning: {}", warning.message)?,
+                    }
+                }
+                writeln!(out, "{name}: ok ({} flags)", document.flags.len())?;
+            }
+            Err(error) => {
+                writeln!(out, "{name}: error: {error}")?;
+                all_valid = false;
+            }
+        }
+    }
+    Ok(all_valid)
+}
