@@ -115,6 +115,9 @@ impl EvaluationServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC)");
+        }
         // Latency matters more than packet count for small unary responses.
         let incoming = TcpListenerStream::new(listener).map(|conn| {
             conn.inspect(|stream| {
@@ -134,6 +137,7 @@ impl EvaluationServer {
         let result = match result {
             Some(early) => early,
             None => {
+                tracing::info!("evaluation server draining");
                 self.draining.send_replace(true);
                 // Stop the reporter first so it cannot flip health back to SERVING.
                 health_task.abort();
