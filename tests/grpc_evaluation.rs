@@ -1200,3 +1200,52 @@ async fn health_reports_serving_for_every_service() {
         .await;
     assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn health_is_not_serving_until_the_sources_are_ready() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let daemon = TestDaemon::launch(&[("a.json", "{ not json")], |_| {}).await;
+    let channel = loop {
+        // The listener is bound before `launch` returns; connecting can still race the accept loop.
+        if let Ok(channel) =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.addr))
+                .unwrap()
+                .connect()
+                .await
+        {
+            break channel;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut health = HealthClient::new(channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
+    assert_status(
+        V1Client::new(channel)
+            .resolve_boolean(v1_bool("bool-flag"))
+            .await,
+        Code::NotFound,
+        "Flag not found",
+    );
+
+    std::fs::write(daemon.file(0), FLAGS_A).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("health changes")
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+}

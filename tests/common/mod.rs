@@ -40,6 +40,16 @@ impl TestDaemon {
         files: &[(&str, &str)],
         configure: impl FnOnce(&mut Settings),
     ) -> TestDaemon {
+        let daemon = TestDaemon::launch(files, configure).await;
+        daemon.wait_serving().await;
+        daemon
+    }
+
+    /// Like [`TestDaemon::start`] but returns as soon as the daemon runs, ready or not.
+    pub async fn launch(
+        files: &[(&str, &str)],
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestDaemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut paths = Vec::new();
         for (name, content) in files {
@@ -72,15 +82,13 @@ impl TestDaemon {
         let handle = tokio::spawn(daemon::run(settings, listeners, async {
             let _ = signal.await;
         }));
-        let daemon = TestDaemon {
+        TestDaemon {
             addr,
             dir,
             files: paths,
             shutdown: Some(shutdown),
             handle: Some(handle),
-        };
-        daemon.wait_serving().await;
-        daemon
+        }
     }
 
     /// A fresh client channel to the evaluation port.
