@@ -2,10 +2,15 @@
 //! the shutdown future completes.
 
 use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::service::EvaluationServer;
+use crate::store::Store;
+use crate::sync::Supervisor;
 
 /// The bound sockets the daemon serves on (tests bind ephemeral ports and pass them in).
 #[derive(Debug)]
@@ -22,9 +27,18 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds every port named in `settings` on all interfaces.
-    pub async fn bind(_settings: &Settings) -> std::io::Result<Listeners> {
-        todo!("Listeners::bind")
+    pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            evaluation: bind(settings.port).await?,
+            management: Some(bind(settings.management_port).await?),
+            sync: Some(bind(settings.sync_port).await?),
+            ofrep: Some(bind(settings.ofrep_port).await?),
+        })
     }
+}
+
+async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
 }
 
 /// Why the daemon stopped with an error.
@@ -39,10 +53,31 @@ pub enum DaemonError {
 }
 
 /// Runs the daemon until `shutdown` completes, then drains and returns.
+///
+/// Draining: the evaluation health turns NOT_SERVING, event streams receive
+/// `provider_shutdown`, in-flight requests finish, then the sources stop.
 pub async fn run(
-    _settings: Settings,
-    _listeners: Listeners,
-    _shutdown: impl Future<Output = ()> + Send + 'static,
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    todo!("daemon::run")
+    let store = Arc::new(Store::new());
+    let supervisor = Supervisor::start(&settings.sources, store.clone())?;
+
+    // The management, sync and OFREP ports are bound (so the ports are taken and
+    // configuration errors surface at start) but not served yet.
+    let Listeners {
+        evaluation,
+        management: _management,
+        sync: _sync,
+        ofrep: _ofrep,
+    } = listeners;
+
+    let server = EvaluationServer::new(&settings, store);
+    let result = server
+        .serve(evaluation, supervisor.ready(), shutdown)
+        .await
+        .map_err(|e| DaemonError::Server(e.to_string()));
+    supervisor.shutdown().await;
+    result
 }

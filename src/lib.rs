@@ -11,5 +11,6 @@ pub mod config;
 pub mod daemon;
 pub mod eval;
 pub mod flags;
+pub mod service;
 pub mod store;
 pub mod sync;

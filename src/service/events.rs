@@ -1,0 +1,201 @@
+//! EventStream (spec 1.7): `provider_ready` at once, `configuration_change` naming exactly the
+//! keys that changed under the stream's selector, `keep_alive` after a silence,
+//! `provider_shutdown` when the daemon drains, DEADLINE_EXCEEDED at the stream deadline.
+
+use std::collections::BTreeMap;
+use std::future::pending;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+use super::evaluation::{selector, Api, Evaluator};
+use super::wire::JsonStruct;
+use crate::store::{ChangeKind, Selector, Snapshot};
+
+/// Events buffered per stream before the stream task waits for the client.
+const STREAM_BUFFER: usize = 16;
+
+/// One EventStream message, independent of the API version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `provider_ready`, `configuration_change`, `keep_alive` or `provider_shutdown`.
+    pub kind: &'static str,
+    /// The payload; unset for `keep_alive`.
+    pub data: Option<JsonStruct>,
+}
+
+impl Event {
+    fn ready() -> Event {
+        Event {
+            kind: "provider_ready",
+            data: Some(JsonStruct::default()),
+        }
+    }
+
+    fn keep_alive() -> Event {
+        Event {
+            kind: "keep_alive",
+            data: None,
+        }
+    }
+
+    fn shutdown() -> Event {
+        Event {
+            kind: "provider_shutdown",
+            data: Some(JsonStruct::default()),
+        }
+    }
+
+    fn configuration_change(changes: &BTreeMap<String, ChangeKind>) -> Event {
+        let flags: Map<String, Value> = changes
+            .iter()
+            .map(|(key, kind)| {
+                let mut entry = Map::new();
+                entry.insert("type".to_owned(), Value::String(kind.as_str().to_owned()));
+                (key.clone(), Value::Object(entry))
+            })
+            .collect();
+        let mut data = Map::new();
+        data.insert("flags".to_owned(), Value::Object(flags));
+        Event {
+            kind: "configuration_change",
+            data: Some(JsonStruct(data)),
+        }
+    }
+}
+
+/// The message stream of one EventStream call, in the version's response type `R`.
+pub type EventStream<R> = ReceiverStream<Result<R, Status>>;
+
+impl Evaluator {
+    /// Opens an event stream for a request on `api` (the selector comes from `headers`).
+    pub fn event_stream<R>(
+        self: &Arc<Self>,
+        api: Api,
+        headers: &MetadataMap,
+    ) -> Result<EventStream<R>, Status>
+    where
+        R: From<Event> + Send + 'static,
+    {
+        let selector = selector(headers)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let deadline = if api.uses_stream_deadline() {
+            self.streams.deadline
+        } else {
+            None
+        };
+        let task = StreamTask {
+            tx,
+            selector,
+            snapshots: self.store.subscribe(),
+            draining: self.draining.clone(),
+            keep_alive: self.streams.keep_alive,
+            deadline: deadline.map(|d| Instant::now() + d),
+        };
+        tokio::spawn(task.run());
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+struct StreamTask<R> {
+    tx: mpsc::Sender<Result<R, Status>>,
+    selector: Selector,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    draining: watch::Receiver<bool>,
+    keep_alive: std::time::Duration,
+    deadline: Option<Instant>,
+}
+
+impl<R: From<Event> + Send + 'static> StreamTask<R> {
+    async fn run(mut self) {
+        let mut last: Arc<Snapshot> = self.snapshots.borrow_and_update().clone();
+        if !send(&self.tx, Event::ready()).await {
+            return;
+        }
+        let deadline = self.deadline;
+        let deadline = async move {
+            match deadline {
+                Some(at) => sleep_until(at).await,
+                None => pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let keep_alive = self.keep_alive;
+        let silence = sleep(keep_alive);
+        tokio::pin!(silence);
+
+        loop {
+            tokio::select! {
+                biased;
+                _ = async { self.draining.wait_for(|draining| *draining).await.is_ok() } => {
+                    // Also reached when the daemon is gone (sender dropped).
+                    send(&self.tx, Event::shutdown()).await;
+                    return;
+                }
+                () = &mut deadline => {
+                    let status = Status::deadline_exceeded("stream closed due to server-side timeout");
+                    let _ = self.tx.send(Err(status)).await;
+                    return;
+                }
+                changed = self.snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let current = self.snapshots.borrow_and_update().clone();
+                    let changes = current.diff(&last, &self.selector);
+                    last = current;
+                    if !changes.is_empty() {
+                        if !send(&self.tx, Event::configuration_change(&changes)).await {
+                            return;
+                        }
+                        silence.as_mut().reset(Instant::now() + keep_alive);
+                    }
+                }
+                () = &mut silence, if !keep_alive.is_zero() => {
+                    if !send(&self.tx, Event::keep_alive()).await {
+                        return;
+                    }
+                    silence.as_mut().reset(Instant::now() + keep_alive);
+                }
+                () = self.tx.closed() => return,
+            }
+        }
+    }
+}
+
+/// Sends one event; `false` when the client has gone.
+async fn send<R: From<Event>>(tx: &mpsc::Sender<Result<R, Status>>, event: Event) -> bool {
+    tx.send(Ok(R::from(event))).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn configuration_change_carries_only_types_per_key() {
+        let mut changes = BTreeMap::new();
+        changes.insert("a".to_owned(), ChangeKind::Write);
+        changes.insert("b".to_owned(), ChangeKind::Update);
+        changes.insert("c".to_owned(), ChangeKind::Delete);
+        let event = Event::configuration_change(&changes);
+        assert_eq!(event.kind, "configuration_change");
+        assert_eq!(
+            Value::Object(event.data.unwrap().0),
+            json!({"flags": {"a": {"type": "write"}, "b": {"type": "update"}, "c": {"type": "delete"}}})
+        );
+    }
+
+    #[test]
+    fn ready_and_shutdown_carry_empty_data_keep_alive_none() {
+        assert_eq!(Event::ready().data, Some(JsonStruct::default()));
+        assert_eq!(Event::shutdown().data, Some(JsonStruct::default()));
+        assert_eq!(Event::keep_alive().data, None);
+    }
+}

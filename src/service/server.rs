@@ -1,0 +1,197 @@
+//! The port-8013 gRPC server: the three evaluation services, gRPC reflection (v1 and
+//! v1alpha) and `grpc.health.v1`, with graceful draining.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower::util::MapResponseLayer;
+
+use super::evaluation::Evaluator;
+use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
+use super::schema_v1::SchemaV1;
+use super::v1::V1;
+use super::v2::V2;
+use crate::config::Settings;
+use crate::store::Store;
+
+/// How long in-flight requests may take to finish once draining starts (flagd: 5 s).
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Names reported by the health service: the whole server plus each evaluation service.
+const HEALTH_NAMES: [&str; 4] = [
+    "",
+    evaluation_v1::service_server::SERVICE_NAME,
+    evaluation_v2::service_server::SERVICE_NAME,
+    schema_v1::service_server::SERVICE_NAME,
+];
+
+/// Why the evaluation server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection descriptors could not be loaded.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
+#[derive(Debug)]
+pub struct EvaluationServer {
+    evaluator: Arc<Evaluator>,
+    draining: watch::Sender<bool>,
+    max_request_body: usize,
+}
+
+impl EvaluationServer {
+    /// A server evaluating against `store`, configured from `settings`.
+    pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
+        let (draining, draining_rx) = watch::channel(false);
+        EvaluationServer {
+            evaluator: Arc::new(Evaluator::new(settings, store, draining_rx)),
+            draining,
+            max_request_body: settings.max_request_body,
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains: health turns
+    /// NOT_SERVING, event streams get `provider_shutdown` and end, in-flight requests finish
+    /// (for at most five seconds). Health reports SERVING once `ready` is `true`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        ready: watch::Receiver<bool>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let limit = match self.max_request_body {
+            0 => usize::MAX,
+            limit => limit,
+        };
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in HEALTH_NAMES {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let mut health_task = tokio::spawn(report_health(
+            health.clone(),
+            ready,
+            self.draining.subscribe(),
+        ));
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let evaluator = &self.evaluator;
+        let router = Server::builder()
+            .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
+            .add_service(
+                evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                evaluation_v2::service_server::ServiceServer::new(V2(evaluator.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                schema_v1::service_server::ServiceServer::new(SchemaV1(evaluator.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC)");
+        }
+        // Latency matters more than packet count for small unary responses.
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        let (stop_accepting, stopped) = oneshot::channel::<()>();
+        let server = router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stopped.await;
+        });
+        tokio::pin!(server);
+
+        let result = tokio::select! {
+            result = &mut server => Some(result),
+            () = shutdown => None,
+        };
+        let result = match result {
+            Some(early) => early,
+            None => {
+                tracing::info!("evaluation server draining");
+                self.draining.send_replace(true);
+                // Stop the reporter first so it cannot flip health back to SERVING.
+                health_task.abort();
+                let _ = (&mut health_task).await;
+                for name in HEALTH_NAMES {
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                let _ = stop_accepting.send(());
+                match tokio::time::timeout(DRAIN_GRACE, server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("evaluation server: drain grace period expired");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        health_task.abort();
+        result.map_err(ServeError::from)
+    }
+}
+
+/// tonic answers a request over `max_decoding_message_size` with OUT_OF_RANGE; flagd
+/// (connect-go) answers RESOURCE_EXHAUSTED, which is what clients expect. Nothing else here
+/// produces OUT_OF_RANGE, and the rejection is always a trailers-only response, so rewriting
+/// the status header is enough.
+fn size_limit_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() == b"11")
+    {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// SERVING once the sources are ready (a latch), NOT_SERVING for good once draining.
+async fn report_health(
+    health: HealthReporter,
+    mut ready: watch::Receiver<bool>,
+    mut draining: watch::Receiver<bool>,
+) {
+    let became_ready = tokio::select! {
+        became_ready = ready.wait_for(|ready| *ready) => became_ready.is_ok(),
+        _ = draining.wait_for(|draining| *draining) => false,
+    };
+    if became_ready && !*draining.borrow() {
+        for name in HEALTH_NAMES {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+    }
+}
