@@ -228,15 +228,6 @@ fn json_cell(text: &str) -> Value {
         .unwrap_or_else(|e| panic!("not JSON: {text}: {e}"))
 }
 
-/// Interprets `\uXXXX` escapes (the testbed writes some non-printable strings that way).
-fn unescape_unicode(text: &str) -> String {
-    if !text.contains("\\u") {
-        return text.to_owned();
-    }
-    let quoted = format!("\"{}\"", text.replace('"', "\\\""));
-    serde_json::from_str(&quoted).unwrap_or_else(|_| text.to_owned())
-}
-
 #[derive(Debug)]
 struct FlagRequest {
     kind: Kind,
@@ -356,7 +347,7 @@ fn a_flag(world: &mut TestbedWorld, kind: String, key: String, fallback: String)
 )]
 fn a_context_key(world: &mut TestbedWorld, key: String, ty: String, value: String) {
     let value = match ty.as_str() {
-        "String" => Value::String(unescape_unicode(&value)),
+        "String" => Value::String(value),
         "Boolean" => Value::Bool(value.parse().expect("boolean")),
         // The daemon sees protobuf Struct numbers: every number is a double.
         "Integer" => float(value.parse::<i64>().expect("integer") as f64),
