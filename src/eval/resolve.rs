@@ -443,3 +443,131 @@ mod tests {
         assert!(matches!(VariantKey::of(&n), VariantKey::Inline(_)));
     }
 }
+
+#[cfg(test)]
+mod targeting_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::flags::{parse_document, Format};
+
+    fn flag(targeting: Value, default: Value) -> Flag {
+        let doc = json!({"flags": {"f": {"state": "ENABLED",
+            "variants": {"one": 1, "two": 2, "true": 3, "1": 4, "[a,1]": 5},
+            "defaultVariant": default, "targeting": targeting}}});
+        let mut parsed = parse_document(doc.to_string().as_bytes(), Format::Json).unwrap();
+        parsed.flags.pop().unwrap()
+    }
+
+    fn run(flag: &Flag, ctx: Value) -> Result<Resolution<'_>, ResolveError> {
+        let Value::Object(ctx) = ctx else { panic!() };
+        resolve(
+            flag,
+            &ctx,
+            ValueType::Integer,
+            &EvalOptions::default(),
+            1_700_000_000,
+        )
+    }
+
+    #[test]
+    fn targeting_selects_a_variant() {
+        let f = flag(
+            json!({"if": [{"==": [{"var": "tier"}, "gold"]}, "one", "two"]}),
+            json!("two"),
+        );
+        let r = run(&f, json!({"tier": "gold"})).unwrap();
+        assert_eq!(
+            (r.value, r.variant, r.reason),
+            (
+                Some(ResolvedValue::Int(1)),
+                Some("one"),
+                Reason::TargetingMatch
+            )
+        );
+        let r = run(&f, json!({"tier": "silver"})).unwrap();
+        assert_eq!((r.variant, r.reason), (Some("two"), Reason::TargetingMatch));
+    }
+
+    #[test]
+    fn non_string_results_select_by_their_json_text() {
+        for (rule, variant) in [
+            (json!(true), "true"),
+            (json!({"+": [0.5, 0.5]}), "1"),
+            (json!({"merge": [["a"], [1]]}), "[a,1]"),
+        ] {
+            let f = flag(json!({"if": [true, rule]}), json!("two"));
+            assert_eq!(run(&f, json!({})).unwrap().variant, Some(variant));
+        }
+    }
+
+    #[test]
+    fn null_result_falls_back_to_the_default_variant() {
+        let f = flag(json!({"if": [false, "one"]}), json!("two"));
+        let r = run(&f, json!({})).unwrap();
+        assert_eq!((r.variant, r.reason), (Some("two"), Reason::Default));
+        let code_default = flag(json!({"if": [false, "one"]}), Value::Null);
+        let r = run(&code_default, json!({})).unwrap();
+        assert_eq!(
+            (r.value, r.variant, r.reason),
+            (None, None, Reason::Default)
+        );
+    }
+
+    #[test]
+    fn unknown_variant_is_general() {
+        let f = flag(json!({"if": [true, "three"]}), json!("two"));
+        assert_eq!(run(&f, json!({})).unwrap_err().code, ErrorCode::General);
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_are_parse_errors() {
+        let f = flag(json!({"no-such-op": [1]}), json!("two"));
+        assert!(f.targeting.as_ref().unwrap().rule.is_err());
+        assert_eq!(run(&f, json!({})).unwrap_err().code, ErrorCode::ParseError);
+        let unresolved = flag(
+            json!({"if": [{"$ref": "missing"}, "one", "two"]}),
+            json!("two"),
+        );
+        assert_eq!(
+            run(&unresolved, json!({})).unwrap_err().code,
+            ErrorCode::ParseError
+        );
+    }
+
+    #[test]
+    fn null_targeting_evaluates_to_default() {
+        let f = flag(Value::Null, json!("two"));
+        assert!(f.targeting.is_some());
+        let r = run(&f, json!({})).unwrap();
+        assert_eq!((r.variant, r.reason), (Some("two"), Reason::Default));
+    }
+
+    #[test]
+    fn flagd_properties_are_visible_to_rules() {
+        let f = flag(
+            json!({"if": [{"and": [
+            {"==": [{"var": "$flagd.flagKey"}, "f"]},
+            {"==": [{"var": "$flagd.timestamp"}, 1_700_000_000]}]}, "one", "two"]}),
+            json!("two"),
+        );
+        assert_eq!(run(&f, json!({})).unwrap().variant, Some("one"));
+    }
+
+    #[test]
+    fn evaluators_are_inlined_before_compiling() {
+        let doc = json!({"$evaluators": {"gold": {"==": [{"var": "tier"}, "gold"]}},
+            "flags": {"f": {"state": "ENABLED", "variants": {"one": 1, "two": 2}, "defaultVariant": "two",
+                "targeting": {"if": [{ "$ref": "gold" }, "one", "two"]}}}});
+        let parsed = parse_document(doc.to_string().as_bytes(), Format::Json).unwrap();
+        let f = &parsed.flags[0];
+        assert_eq!(
+            f.targeting.as_ref().unwrap().raw,
+            json!({"if": [{"==": [{"var": "tier"}, "gold"]}, "one", "two"]})
+        );
+        assert_eq!(
+            run(f, json!({"tier": "gold"})).unwrap().variant,
+            Some("one")
+        );
+    }
+}
