@@ -1,0 +1,106 @@
+# Shared by tests/conformance/run and tests/conformance/control (sourced, not executed):
+# preparing the testbed's flag directory and starting, probing and stopping flagpole.
+#
+# Everything lives under $CONFORMANCE_WORK (one directory per suite run):
+#   testbed/               flagpole's working directory: flags/allFlags.json, rawflags/*.json,
+#                          config.json (relative uris, as the testbed's launchpad configures flagd)
+#   ports                  the ports of this run (sourced)
+#   flagpole.pid           the running daemon; flagpole.log its output (appended across restarts)
+#   restarting             present while a "connection lost" restart is pending
+#   restarter.pid          the background process of that restart
+#   stopped                present once the suite is tearing down: no restart may start
+
+conformance_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+conformance_python=${CONFORMANCE_PYTHON:-$conformance_dir/../../.venv/bin/python}
+
+# Lays out the flag files the way the flagd testbed's launchpad does: every flags/*.json except
+# selector-* deep-merged (file-name order, objects merge key by key, later files win) into
+# flags/allFlags.json, and the selector files kept as separate sources under rawflags/.
+# Args: testbed dir (source), destination dir.
+testbed_prepare() {
+  local src=$1 dest=$2
+  mkdir -p "$dest/flags" "$dest/rawflags"
+  cp "$src"/flags/*.json "$dest/rawflags/"
+  "$conformance_python" - "$dest" <<'PY'
+import json, pathlib, sys
+
+dest = pathlib.Path(sys.argv[1])
+
+def merge(into, new):
+    for key, value in new.items():
+        if isinstance(into.get(key), dict) and isinstance(value, dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+
+combined = {}
+for path in sorted((dest / "rawflags").glob("*.json")):
+    if not path.name.startswith("selector-"):
+        merge(combined, json.loads(path.read_text(encoding="utf-8")))
+(dest / "flags" / "allFlags.json").write_text(json.dumps(combined, indent=2), encoding="utf-8")
+
+config = {
+    "sources": [
+        {"uri": "flags/allFlags.json", "provider": "file"},
+        {"uri": "rawflags/selector-flags.json", "provider": "file"},
+        {"uri": "rawflags/selector-flag-combined-metadata.json", "provider": "file"},
+    ],
+    "context-value": {"injectedmetadata": "set"},
+}
+(dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+PY
+}
+
+# Prints N free TCP ports.
+free_ports() {
+  "$conformance_python" - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# Starts flagpole in the background from the testbed directory (the config's uris are relative).
+flagpole_start() {
+  # shellcheck disable=SC1091
+  source "$CONFORMANCE_WORK/ports"
+  (
+    cd "$CONFORMANCE_WORK/testbed"
+    exec "$FLAGPOLE_BIN" start --config config.json \
+      --port "$EVAL_PORT" --sync-port "$SYNC_PORT" \
+      --management-port "$MGMT_PORT" --ofrep-port "$OFREP_PORT"
+  ) >>"$CONFORMANCE_WORK/flagpole.log" 2>&1 </dev/null &
+  echo $! >"$CONFORMANCE_WORK/flagpole.pid"
+  # Not this shell's job: `control` may kill it, and that is no news.
+  disown $!
+}
+
+# Stops the daemon. Arg: signal (TERM for an orderly stop, KILL for a lost connection).
+flagpole_stop() {
+  local signal=${1:-TERM} pid
+  pid=$(cat "$CONFORMANCE_WORK/flagpole.pid" 2>/dev/null) || return 0
+  [ -n "$pid" ] || return 0
+  kill -"$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$CONFORMANCE_WORK/flagpole.pid"
+}
+
+# Waits until flagpole serves a flag from every source (and, once the management port answers
+# HTTP, until /readyz says ready). Arg: timeout in seconds.
+flagpole_await_ready() {
+  # shellcheck disable=SC1091
+  source "$CONFORMANCE_WORK/ports"
+  "$conformance_python" "$conformance_dir/probe.py" --timeout "${1:-20}" \
+    --pid-file "$CONFORMANCE_WORK/flagpole.pid" \
+    --port "$EVAL_PORT" --management-port "$MGMT_PORT" \
+    --config "$CONFORMANCE_WORK/testbed/config.json" \
+    ${PROBE_SYNC:+--sync-port "$SYNC_PORT"}
+}

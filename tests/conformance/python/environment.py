@@ -1,0 +1,93 @@
+"""behave hooks: per-scenario state, the skip rules and the result log.
+
+Run by tests/conformance/run, which sets:
+  CONFORMANCE_WORK     the suite's work dir (ports, control state, flag files)
+  CONFORMANCE_MODE     rpc | in-process
+  CONFORMANCE_CLIENT   the client name used by the skip rules (python)
+  CONFORMANCE_SKIPS    tests/conformance/skips.json
+  CONFORMANCE_RESULTS  JSON-lines file: one {"feature","scenario","status","detail"} per
+                       scenario of the selected mode
+"""
+
+import json
+import os
+import threading
+import time
+
+from openfeature import api
+
+MODE_TAG = {"rpc": "rpc", "in-process": "in-process"}
+
+
+def _skip_reason(tags, client, mode, rules):
+    for rule in rules:
+        if rule.get("clients") and client not in rule["clients"]:
+            continue
+        if rule.get("modes") and mode not in rule["modes"]:
+            continue
+        if any(tag.lstrip("@") in tags for tag in rule["tags"]):
+            return rule["reason"]
+    return None
+
+
+def before_all(context):
+    context.mode = os.environ["CONFORMANCE_MODE"]
+    context.client_name = os.environ["CONFORMANCE_CLIENT"]
+    with open(os.environ["CONFORMANCE_SKIPS"], encoding="utf-8") as f:
+        context.skip_rules = json.load(f)["rules"]
+    context.results = open(os.environ["CONFORMANCE_RESULTS"], "a", encoding="utf-8")
+    context.scenario_number = 0
+
+
+def after_all(context):
+    context.results.close()
+
+
+def before_scenario(context, scenario):
+    context.scenario_number += 1
+    context.scenario_started = time.monotonic()
+    context.options = {}
+    context.attributes = {}
+    context.targeting_key = None
+    context.flag = None
+    context.details = None
+    context.client = None
+    context.domain = None
+    context.events = []
+    context.events_changed = threading.Condition()
+    context.last_event = None
+    context.skip_reason = _skip_reason(
+        set(scenario.effective_tags), context.client_name, context.mode, context.skip_rules
+    )
+    if context.skip_reason:
+        scenario.skip(context.skip_reason)
+
+
+def after_scenario(context, scenario):
+    if context.domain is not None:
+        api.clear_providers()
+    if MODE_TAG[context.mode] not in scenario.effective_tags:
+        return
+    status = scenario.status.name
+    detail = None
+    if status == "skipped":
+        detail = context.skip_reason or "skipped by the runner"
+    elif status != "passed":
+        failed = next((s for s in scenario.all_steps if s.status.name != "passed"), None)
+        if failed is not None:
+            message = (failed.error_message or failed.status.name).strip().splitlines()
+            detail = f"{failed.keyword} {failed.name}: {message[-1] if message else ''}"
+    context.results.write(
+        json.dumps(
+            {
+                "feature": scenario.feature.name,
+                "scenario": scenario.name,
+                "line": f"{os.path.basename(scenario.filename)}:{scenario.line}",
+                "status": status,
+                "detail": detail,
+                "seconds": round(time.monotonic() - context.scenario_started, 3),
+            }
+        )
+        + "\n"
+    )
+    context.results.flush()
