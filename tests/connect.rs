@@ -466,6 +466,21 @@ async fn request_size_limit_is_resource_exhausted() {
         connect_json(daemon.addr, &path, small).await.status,
         StatusCode::OK
     );
+
+    // gRPC-Web goes through tonic's limit: RESOURCE_EXHAUSTED as over gRPC.
+    let request = v1::ResolveBooleanRequest {
+        flag_key: "x".repeat(300),
+        context: None,
+    };
+    let reply = http1::post(
+        daemon.addr,
+        &path,
+        &[("content-type", "application/grpc-web+proto")],
+        http1::frame(0, &request.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(grpc_web_status(&reply).as_deref(), Some("8"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -637,15 +652,28 @@ async fn grpc_web_unary() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let mut status = reply.header("grpc-status").map(str::to_owned);
-    if status.is_none() {
-        let lines = trailer_lines(&reply.body[5..]);
-        status = lines
-            .into_iter()
-            .find(|(name, _)| name == "grpc-status")
-            .map(|(_, v)| v);
+    assert_eq!(grpc_web_status(&reply).as_deref(), Some("5"));
+}
+
+/// The `grpc-status` of a gRPC-Web reply: from the headers (trailers-only) or from the
+/// trailers frame that ends the body.
+fn grpc_web_status(reply: &Reply) -> Option<String> {
+    if let Some(status) = reply.header("grpc-status") {
+        return Some(status.to_owned());
     }
-    assert_eq!(status.as_deref(), Some("5"));
+    let mut rest = &reply.body[..];
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        let (flags, payload) = (rest[0], &rest[5..5 + len]);
+        if flags & 0x80 != 0 {
+            return trailer_lines(payload)
+                .into_iter()
+                .find(|(name, _)| name == "grpc-status")
+                .map(|(_, value)| value);
+        }
+        rest = &rest[5 + len..];
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -699,6 +727,29 @@ async fn cors_preflight_and_exposed_headers() {
     ] {
         assert!(exposed.contains(header), "{exposed}");
     }
+
+    // gRPC-Web from a browser.
+    let request = v1::ResolveBooleanRequest {
+        flag_key: "bool-flag".to_owned(),
+        context: None,
+    };
+    let reply = http1::post(
+        daemon.addr,
+        &path,
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("origin", "https://app.example.com"),
+        ],
+        http1::frame(0, &request.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(grpc_web_status(&reply).as_deref(), Some("0"));
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    assert!(reply
+        .header("access-control-expose-headers")
+        .unwrap()
+        .contains("grpc-status"));
 
     // No Origin: no CORS headers at all.
     let reply = http1::post(daemon.addr, &path, &[JSON], r#"{"flagKey":"bool-flag"}"#).await;
