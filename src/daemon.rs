@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::service::EvaluationServer;
+use crate::service::{EvaluationServer, OfrepServer};
 use crate::store::Store;
 use crate::sync::Supervisor;
 
@@ -37,6 +37,9 @@ impl Listeners {
     }
 }
 
+/// How long OFREP requests may still take once the evaluation server has drained.
+const OFREP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
 }
@@ -64,20 +67,33 @@ pub async fn run(
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::start(&settings.sources, store.clone())?;
 
-    // The management, sync and OFREP ports are bound (so the ports are taken and
+    // The management and sync ports are bound (so the ports are taken and
     // configuration errors surface at start) but not served yet.
     let Listeners {
         evaluation,
         management: _management,
         sync: _sync,
-        ofrep: _ofrep,
+        ofrep,
     } = listeners;
 
     let server = EvaluationServer::new(&settings, store);
+    // OFREP shares the evaluator and drains when the evaluation server does.
+    let ofrep = ofrep.map(|listener| {
+        let ofrep = OfrepServer::new(&settings, server.evaluator());
+        let draining = ofrep.draining();
+        tokio::spawn(ofrep.serve(listener, draining))
+    });
     let result = server
         .serve(evaluation, supervisor.ready(), shutdown)
         .await
         .map_err(|e| DaemonError::Server(e.to_string()));
+    if let Some(mut ofrep) = ofrep {
+        match tokio::time::timeout(OFREP_GRACE, &mut ofrep).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "OFREP server failed"),
+            Ok(_) => {}
+            Err(_) => ofrep.abort(),
+        }
+    }
     supervisor.shutdown().await;
     result
 }
