@@ -86,11 +86,12 @@ function unusedPort() {
   });
 }
 
-function skipReason(tags) {
+function skipReason(name, tags) {
   for (const rule of SKIP_RULES) {
     if (rule.clients && !rule.clients.includes(CLIENT)) continue;
     if (rule.modes && !rule.modes.includes(MODE)) continue;
-    if (rule.tags.some((tag) => tags.includes(tag))) return rule.reason;
+    if ((rule.tags ?? []).some((tag) => tags.includes(tag))) return rule.reason;
+    if ((rule.scenarios ?? []).includes(name)) return rule.reason;
   }
   return null;
 }
@@ -114,7 +115,7 @@ Before(function ({ pickle }) {
   this.events = [];
   this.eventWaiters = [];
   this.lastEvent = undefined;
-  this.skipReason = skipReason(this.tags);
+  this.skipReason = skipReason(pickle.name, this.tags);
   if (this.skipReason) return 'skipped';
   return undefined;
 });

@@ -47,6 +47,10 @@ def _ports():
 
 PORTS = _ports()
 
+# Set once a scenario has stopped flagpole: the next provider waits until it serves again.
+# (Module state: attributes set on behave's context in a step die with the scenario.)
+_flagpole_disturbed = False
+
 
 def _bool(text):
     return text.strip().lower() == "true"
@@ -103,10 +107,10 @@ def option(context, name, kind, value):
 
 @step(r"a (?P<kind>\w+) flagd provider")
 def provider(context, kind):
-    restarting = os.path.join(WORK, "restarting")
-    if os.path.exists(restarting) or getattr(context, "flagpole_disturbed", False):
+    global _flagpole_disturbed
+    if _flagpole_disturbed or os.path.exists(os.path.join(WORK, "restarting")):
         _control("await-up")
-        context.flagpole_disturbed = False
+        _flagpole_disturbed = False
     in_process = context.mode == "in-process"
     options = {
         "resolver_type": ResolverType.IN_PROCESS if in_process else ResolverType.RPC,
@@ -144,7 +148,8 @@ def provider(context, kind):
 
 @step(r"the connection is lost for (?P<seconds>\d+)s")
 def connection_lost(context, seconds):
-    context.flagpole_disturbed = True
+    global _flagpole_disturbed
+    _flagpole_disturbed = True
     _control("lose", seconds)
 
 
@@ -266,10 +271,24 @@ def metadata_empty(context):
 
 @step(r"a (?P<event>\w+) event handler")
 def event_handler(context, event):
+    # Bound to this scenario's lists, not to `context`: a handler of an earlier scenario's
+    # client may still fire (its provider is replaced and shut down in the background) and
+    # must not record into a later scenario.
+    events, changed, log, started = (
+        context.events,
+        context.events_changed,
+        context.event_log,
+        context.scenario_started,
+    )
+
     def record(details):
-        with context.events_changed:
-            context.events.append((event, details))
-            context.events_changed.notify_all()
+        with changed:
+            log.append(
+                f"{time.monotonic() - started:.3f}s {event}"
+                + (f" {details.flags_changed}" if details.flags_changed else "")
+            )
+            events.append((event, details))
+            changed.notify_all()
 
     context.client.add_handler(EVENTS[event], record)
 
@@ -281,6 +300,9 @@ def _await_event(context, event, timeout_s):
         while True:
             for index, (seen, details) in enumerate(context.events):
                 if seen == event:
+                    context.event_log.append(
+                        f"{time.monotonic() - context.scenario_started:.3f}s consumed {event}"
+                    )
                     del context.events[: index + 1]
                     context.last_event = details
                     return
