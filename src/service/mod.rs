@@ -1,5 +1,7 @@
-//! The network edge on port 8013: the flagd evaluation services (`flagd.evaluation.v1`,
-//! `flagd.evaluation.v2`, `schema.v1`) over gRPC, plus gRPC reflection and health.
+//! The network edges: the flagd evaluation services (`flagd.evaluation.v1`,
+//! `flagd.evaluation.v2`, `schema.v1`) over gRPC on port 8013 with reflection and health,
+//! the management port 8014 ([`management`], [`metrics`]) and `flagd.sync.v1` on 8015
+//! ([`sync`]).
 //!
 //! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
 //! and a [`Context`](crate::eval::Context).
