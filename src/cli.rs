@@ -129,6 +129,9 @@ pub struct StartArgs {
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
+    /// Longest time draining may take before open connections are closed (default 10s).
+    #[arg(long, env = "FLAGD_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
     /// flagd's sync-port ping policy; accepted and ignored: flagpole's HTTP/2 server
     /// acknowledges every client ping and never enforces a minimum interval.
     #[arg(long, env = "FLAGD_KEEP_ALIVE_MIN_TIME")]
@@ -195,6 +198,7 @@ impl StartArgs {
             debug: None,
             metrics_key_limit: self.metrics_key_limit,
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
+            shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })
         .and_then(|input| {
             // Validated like flagd so typos still fail, then ignored.

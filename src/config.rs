@@ -86,6 +86,9 @@ pub struct Settings {
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
+    /// Longest time draining may take once it starts (open streams, in-flight requests);
+    /// what is still open then is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -110,6 +113,7 @@ impl Default for Settings {
             debug: false,
             metrics_key_limit: 2000,
             drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -189,6 +193,8 @@ pub struct ConfigInput {
     pub metrics_key_limit: Option<usize>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
+    /// `shutdown-grace`.
+    pub shutdown_grace: Option<Duration>,
 }
 
 impl ConfigInput {
@@ -259,6 +265,9 @@ impl ConfigInput {
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
         }
+        if let Some(v) = get("shutdown-grace") {
+            input.shutdown_grace = Some(parse_duration_value(v, "shutdown-grace")?);
+        }
         if let Some(v) = get("drain-delay") {
             input.drain_delay = Some(parse_duration_value(v, "drain-delay")?);
         }
@@ -324,6 +333,7 @@ impl ConfigInput {
             debug: self.debug.or(lower.debug),
             metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
             drain_delay: self.drain_delay.or(lower.drain_delay),
+            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
     }
 
@@ -364,6 +374,7 @@ impl ConfigInput {
             debug: self.debug.unwrap_or(false),
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
+            shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
     }
 }
@@ -749,12 +760,14 @@ mod tests {
         assert_eq!(defaults.drain_delay, Duration::ZERO);
         let settings = ConfigInput::from_value(&json!({
             "metrics-key-limit": "50",
-            "drain-delay": "15s"
+            "drain-delay": "15s",
+            "shutdown-grace": "20s"
         }))
         .unwrap()
         .into_settings();
         assert_eq!(settings.metrics_key_limit, 50);
         assert_eq!(settings.drain_delay, Duration::from_secs(15));
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
         assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
     }
 

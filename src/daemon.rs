@@ -67,7 +67,8 @@ async fn until(mut signal: watch::Receiver<bool>) {
 /// Shutdown order: readiness fails at once (`/readyz`, management gRPC health), the daemon
 /// keeps serving for `drain_delay`, then the evaluation and sync ports drain (health
 /// NOT_SERVING, `provider_shutdown` to event streams, sync streams end, in-flight requests
-/// finish), the sources stop, and the management port closes last.
+/// finish, bounded by `shutdown_grace`), the sources stop, and the management port closes
+/// last.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
@@ -125,33 +126,51 @@ pub async fn run(
     });
     let evaluation = server.serve(evaluation, supervisor.ready(), until(drain));
     tokio::pin!(evaluation);
-    let evaluation_result = tokio::select! {
+    let early = tokio::select! {
         // Before shutdown the evaluation server only returns on error.
-        result = &mut evaluation => result,
-        () = begin_shutdown => evaluation.await,
+        result = &mut evaluation => Some(result),
+        () = begin_shutdown => None,
     };
     // After an early error the other ports stop too.
     stopping_tx.send_replace(true);
     drain_tx.send_replace(true);
 
-    let mut errors = Vec::new();
-    if let Err(error) = evaluation_result {
-        errors.push(format!("evaluation: {error}"));
-    }
-    if let Some(task) = sync {
-        if let Some(error) = joined(task).await {
-            errors.push(format!("sync: {error}"));
+    let drained = async {
+        let mut errors = Vec::new();
+        let evaluation_result = match early {
+            Some(result) => result,
+            None => evaluation.await,
+        };
+        if let Err(error) = evaluation_result {
+            errors.push(format!("evaluation: {error}"));
         }
-    }
-    if let Some(mut task) = ofrep {
-        // Idle HTTP/1 keep-alive clients must not hold the process open.
-        match tokio::time::timeout(OFREP_GRACE, &mut task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => errors.push(format!("ofrep: {error}")),
-            Ok(Err(error)) => errors.push(format!("ofrep: {error}")),
-            Err(_) => task.abort(),
+        if let Some(task) = sync {
+            if let Some(error) = joined(task).await {
+                errors.push(format!("sync: {error}"));
+            }
         }
-    }
+        if let Some(mut task) = ofrep {
+            // Idle HTTP/1 keep-alive clients must not hold the process open.
+            match tokio::time::timeout(OFREP_GRACE, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => errors.push(format!("ofrep: {error}")),
+                Ok(Err(error)) => errors.push(format!("ofrep: {error}")),
+                Err(_) => task.abort(),
+            }
+        }
+        errors
+    };
+    let grace = settings.shutdown_grace;
+    let mut errors = match tokio::time::timeout(grace, drained).await {
+        Ok(errors) => errors,
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace period expired; closing the remaining connections"
+            );
+            Vec::new()
+        }
+    };
     supervisor.shutdown().await;
     closed_tx.send_replace(true);
     if let Some(task) = management {

@@ -78,7 +78,19 @@ fn init_logging(format: LogFormat, debug: bool) {
 }
 
 /// Completes on SIGINT or SIGTERM.
+/// Completes on the first SIGINT or SIGTERM; a second one ends the process at once.
 async fn shutdown_signal() {
+    let name = next_signal().await;
+    tracing::info!("received {name}, shutting down (send it again to exit at once)");
+    tokio::spawn(async {
+        let name = next_signal().await;
+        tracing::warn!("received {name} while draining: exiting now");
+        std::process::exit(130);
+    });
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn next_signal() -> &'static str {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -94,7 +106,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        _ = interrupt => tracing::info!("received SIGINT, shutting down"),
-        _ = terminate => tracing::info!("received SIGTERM, shutting down"),
+        _ = interrupt => "SIGINT",
+        _ = terminate => "SIGTERM",
     }
 }
