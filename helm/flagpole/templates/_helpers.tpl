@@ -62,6 +62,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not .Values.s3.uri }}
 {{- fail "flags.source is s3: set s3.uri (s3://bucket/key)" }}
 {{- end }}
+{{- if and .Values.sns.topicArn .Values.sqs.queueUrl }}
+{{- fail "set sns.topicArn (a queue per pod) or sqs.queueUrl (one shared queue), not both" }}
+{{- end }}
 - --uri={{ .Values.s3.uri }}
 {{- with .Values.sns.topicArn }}
 - --sns-topic-arn={{ . }}
