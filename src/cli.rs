@@ -164,6 +164,12 @@ pub struct StartArgs {
     /// Fractional bucketing algorithm.
     #[arg(long, env = "FLAGD_FRACTIONAL_VERSION", value_enum)]
     pub fractional_version: Option<FractionalArg>,
+    /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
+    #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
+    pub metrics_key_limit: Option<usize>,
+    /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
+    #[arg(long, env = "FLAGD_DRAIN_DELAY")]
+    pub drain_delay: Option<String>,
 }
 
 impl StartArgs {
@@ -221,6 +227,8 @@ impl StartArgs {
                 LogFormatArg::Json => LogFormat::Json,
             }),
             debug: None,
+            metrics_key_limit: self.metrics_key_limit,
+            drain_delay: duration(&self.drain_delay, "drain-delay")?,
         })
     }
 

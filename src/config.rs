@@ -81,6 +81,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Debug-level logging.
     pub debug: bool,
+    /// How many distinct flag keys get their own metric series (the rest share `__other__`).
+    pub metrics_key_limit: usize,
+    /// How long to keep serving after shutdown begins with readiness already failing, so
+    /// load balancers stop routing here before connections drain.
+    pub drain_delay: Duration,
 }
 
 impl Default for Settings {
@@ -103,6 +108,8 @@ impl Default for Settings {
             server_key_path: None,
             log_format: LogFormat::Console,
             debug: false,
+            metrics_key_limit: 2000,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -178,6 +185,10 @@ pub struct ConfigInput {
     pub log_format: Option<LogFormat>,
     /// `debug`.
     pub debug: Option<bool>,
+    /// `metrics-key-limit`.
+    pub metrics_key_limit: Option<usize>,
+    /// `drain-delay`.
+    pub drain_delay: Option<Duration>,
 }
 
 impl ConfigInput {
@@ -230,6 +241,9 @@ impl ConfigInput {
                 .map(|v| boolean(v, "disable-sync-metadata"))
                 .transpose()?,
             debug: get("debug").map(|v| boolean(v, "debug")).transpose()?,
+            metrics_key_limit: get("metrics-key-limit")
+                .map(|v| number(v, "metrics-key-limit"))
+                .transpose()?,
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
                 .transpose()?
@@ -244,6 +258,9 @@ impl ConfigInput {
         };
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
+        }
+        if let Some(v) = get("drain-delay") {
+            input.drain_delay = Some(parse_duration_value(v, "drain-delay")?);
         }
         if let Some(v) = get("keep-alive-interval") {
             input.keep_alive_interval = Some(parse_duration_value(v, "keep-alive-interval")?);
@@ -305,6 +322,8 @@ impl ConfigInput {
             fractional: self.fractional.or(lower.fractional),
             log_format: self.log_format.or(lower.log_format),
             debug: self.debug.or(lower.debug),
+            metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            drain_delay: self.drain_delay.or(lower.drain_delay),
         }
     }
 
@@ -343,6 +362,8 @@ impl ConfigInput {
             server_key_path: self.server_key_path,
             log_format: self.log_format.unwrap_or_default(),
             debug: self.debug.unwrap_or(false),
+            metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
         }
     }
 }
@@ -719,6 +740,22 @@ mod tests {
         assert_eq!((settings.port, settings.sync_port), (3, 2));
         let uris: Vec<_> = settings.sources.iter().map(|s| s.uri.as_str()).collect();
         assert_eq!(uris, ["from-cli.json", "from-file.json"]);
+    }
+
+    #[test]
+    fn metrics_key_limit_and_drain_delay() {
+        let defaults = ConfigInput::default().into_settings();
+        assert_eq!(defaults.metrics_key_limit, 2000);
+        assert_eq!(defaults.drain_delay, Duration::ZERO);
+        let settings = ConfigInput::from_value(&json!({
+            "metrics-key-limit": "50",
+            "drain-delay": "15s"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.metrics_key_limit, 50);
+        assert_eq!(settings.drain_delay, Duration::from_secs(15));
+        assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
 //! and a [`Context`](crate::eval::Context).
 
+pub mod management;
+pub mod metrics;
 pub mod proto;
+pub mod sync;
 pub mod wire;
 
 mod evaluation;

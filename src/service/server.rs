@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
 
 use super::evaluation::Evaluator;
+use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
 use super::v1::V1;
@@ -48,6 +49,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct EvaluationServer {
     evaluator: Arc<Evaluator>,
+    metrics: Arc<Metrics>,
     draining: watch::Sender<bool>,
     max_request_body: usize,
 }
@@ -55,9 +57,21 @@ pub struct EvaluationServer {
 impl EvaluationServer {
     /// A server evaluating against `store`, configured from `settings`.
     pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
+        let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
+        EvaluationServer::with_metrics(settings, store, metrics)
+    }
+
+    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics`.
+    pub fn with_metrics(
+        settings: &Settings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> EvaluationServer {
         let (draining, draining_rx) = watch::channel(false);
+        let evaluator = Evaluator::new(settings, store, draining_rx).with_metrics(metrics.clone());
         EvaluationServer {
-            evaluator: Arc::new(Evaluator::new(settings, store, draining_rx)),
+            evaluator: Arc::new(evaluator),
+            metrics,
             draining,
             max_request_body: settings.max_request_body,
         }
@@ -98,6 +112,11 @@ impl EvaluationServer {
 
         let evaluator = &self.evaluator;
         let router = Server::builder()
+            .layer(HttpMetricsLayer::new(
+                self.metrics.clone(),
+                "flagd",
+                grpc_route,
+            ))
             .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
             .add_service(
                 evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))

@@ -119,6 +119,12 @@ impl Supervisor {
         self.sources.iter().map(|s| s.stats()).collect()
     }
 
+    /// A handle that reads the same counters as [`Supervisor::stats`] without borrowing
+    /// the supervisor (for the metrics endpoint, which outlives no shutdown).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.sources.clone())
+    }
+
     /// Asks the source stored as `uri` to re-fetch now (what an SQS notification triggers);
     /// `false` if no such source runs.
     pub fn refresh(&self, uri: &str) -> bool {
@@ -137,6 +143,17 @@ impl Supervisor {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Reads every source's counters; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatsReader(Vec<Arc<SourceState>>);
+
+impl StatsReader {
+    /// Per-source counters, in priority order (as [`Supervisor::stats`]).
+    pub fn stats(&self) -> Vec<SourceStats> {
+        self.0.iter().map(|s| s.stats()).collect()
     }
 }
 
