@@ -11,12 +11,19 @@
 ARG RUST_VERSION=1.95
 
 # ---- builder: Debian bookworm with the musl target ----
+# Builds natively for the platform asked for (`--platform linux/amd64` or `linux/arm64`, e.g.
+# for Graviton Fargate tasks); musl-gcc is the native musl toolchain of that platform.
 FROM rust:${RUST_VERSION}-bookworm AS builder
-ARG TARGET=x86_64-unknown-linux-musl
-RUN apt-get update \
+ARG TARGETARCH
+RUN case "${TARGETARCH:-amd64}" in \
+      amd64) echo x86_64-unknown-linux-musl ;; \
+      arm64) echo aarch64-unknown-linux-musl ;; \
+      *) echo "unsupported architecture ${TARGETARCH}" >&2; exit 1 ;; \
+    esac > /rust-target \
+    && apt-get update \
     && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
     && rm -rf /var/lib/apt/lists/* \
-    && rustup target add "${TARGET}"
+    && rustup target add "$(cat /rust-target)"
 WORKDIR /src
 
 # Dependencies first, against placeholder sources, so this layer is reused until
@@ -29,15 +36,15 @@ RUN mkdir -p src benches tests \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/evaluation.rs \
     && echo 'fn main() {}' > tests/testbed_evaluator.rs \
-    && cargo build --release --locked --target "${TARGET}" --features mimalloc \
+    && cargo build --release --locked --target "$(cat /rust-target)" --features mimalloc \
     && rm -rf src
 
 # The real sources; touched so cargo never mistakes them for the older placeholders.
 COPY assets ./assets
 COPY src ./src
 RUN find src assets -type f -exec touch {} + \
-    && cargo build --release --locked --target "${TARGET}" --features mimalloc \
-    && cp "target/${TARGET}/release/flagpole" /flagpole \
+    && cargo build --release --locked --target "$(cat /rust-target)" --features mimalloc \
+    && cp "target/$(cat /rust-target)/release/flagpole" /flagpole \
     && /flagpole version
 
 # ---- runtime: nothing but the binary and the CA bundle ----

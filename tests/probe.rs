@@ -1,5 +1,8 @@
-//! `flagpole healthcheck` and `flagpole ready` against a stand-in management port: a raw TCP
-//! server that answers each path with a fixed status, as the daemon's management server does.
+//! `flagpole healthcheck` and `flagpole ready`: against a stand-in management port (a raw TCP
+//! server that answers each path with a fixed status) for the edge cases, and against the
+//! real daemon's management port through its lifecycle (not ready, ready, draining).
+
+mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -7,6 +10,9 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
+
+use support::{eventually, file_source, replace_by_rename, FullDaemon};
 
 /// A stand-in for the management port: answers `path -> status`, 404 for any other path,
 /// and reports each request line it received.
@@ -144,4 +150,52 @@ fn a_zero_timeout_is_rejected() {
     let out = flagpole(&["healthcheck", "--timeout", "0"], &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("positive duration"));
+}
+
+const FLAGS: &str = r#"{"flags":{"on-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}"#;
+
+/// Runs a probe subcommand against `port` off the async runtime; returns its exit code.
+async fn probe_exit_code(subcommand: &'static str, port: u16) -> Option<i32> {
+    tokio::task::spawn_blocking(move || {
+        flagpole(&[subcommand, "--port", &port.to_string()], &[])
+            .status
+            .code()
+    })
+    .await
+    .expect("probe process")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_daemon_is_alive_but_not_ready_until_flags_load() {
+    let daemon = FullDaemon::launch(&[], |settings, dir| {
+        settings.sources = vec![file_source(&dir.join("later.json"))];
+    })
+    .await;
+    let port = daemon.management.port();
+    assert_eq!(probe_exit_code("healthcheck", port).await, Some(0));
+    assert_eq!(probe_exit_code("ready", port).await, Some(1));
+
+    replace_by_rename(&daemon.dir.path().join("later.json"), FLAGS);
+    eventually("flagpole ready exits 0", || async {
+        probe_exit_code("ready", port).await == Some(0)
+    })
+    .await;
+    assert_eq!(probe_exit_code("healthcheck", port).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_daemon_is_not_ready_while_draining_but_still_alive() {
+    let mut daemon = FullDaemon::start(&[("flags.json", FLAGS)], |settings, _| {
+        // Keeps every listener open after shutdown begins.
+        settings.drain_delay = Duration::from_secs(120);
+    })
+    .await;
+    let port = daemon.management.port();
+    assert_eq!(probe_exit_code("ready", port).await, Some(0));
+    daemon.begin_shutdown();
+    eventually("flagpole ready exits 1", || async {
+        probe_exit_code("ready", port).await == Some(1)
+    })
+    .await;
+    assert_eq!(probe_exit_code("healthcheck", port).await, Some(0));
 }

@@ -58,6 +58,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - --management-port={{ .Values.ports.management }}
 - --sync-port={{ .Values.ports.sync }}
 - --ofrep-port={{ .Values.ports.ofrep }}
+- --drain-delay={{ .Values.drainDelay }}
 {{- if eq .Values.flags.source "s3" }}
 {{- if not .Values.s3.uri }}
 {{- fail "flags.source is s3: set s3.uri (s3://bucket/key)" }}
