@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::service::management::{ManagementServer, Readiness};
 use crate::service::metrics::Metrics;
 use crate::service::sync::SyncServer;
-use crate::service::{EvaluationServer, ServeError};
+use crate::service::{EvaluationServer, OfrepServer, ServeError};
 use crate::store::Store;
 use crate::sync::Supervisor;
 
@@ -82,13 +82,11 @@ pub async fn run(
     let (drain_tx, drain) = watch::channel(false);
     let (closed_tx, closed) = watch::channel(false);
 
-    // The OFREP port is bound (so the port is taken and errors surface at start) but not
-    // served yet.
     let Listeners {
         evaluation,
         management,
         sync,
-        ofrep: _ofrep,
+        ofrep,
     } = listeners;
 
     let management = management.map(|listener| {
@@ -119,7 +117,12 @@ pub async fn run(
         }
         drain_tx.send_replace(true);
     };
-    let server = EvaluationServer::with_metrics(&settings, store, metrics);
+    let server = EvaluationServer::with_metrics(&settings, store, metrics.clone());
+    // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
+    let ofrep = ofrep.map(|listener| {
+        let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);
+        tokio::spawn(server.serve(listener, until(drain.clone())))
+    });
     let evaluation = server.serve(evaluation, supervisor.ready(), until(drain));
     tokio::pin!(evaluation);
     let evaluation_result = tokio::select! {
@@ -140,6 +143,15 @@ pub async fn run(
             errors.push(format!("sync: {error}"));
         }
     }
+    if let Some(mut task) = ofrep {
+        // Idle HTTP/1 keep-alive clients must not hold the process open.
+        match tokio::time::timeout(OFREP_GRACE, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => errors.push(format!("ofrep: {error}")),
+            Ok(Err(error)) => errors.push(format!("ofrep: {error}")),
+            Err(_) => task.abort(),
+        }
+    }
     supervisor.shutdown().await;
     closed_tx.send_replace(true);
     if let Some(task) = management {
@@ -153,6 +165,9 @@ pub async fn run(
         Err(DaemonError::Server(errors.join("; ")))
     }
 }
+
+/// How long OFREP connections may take to finish once draining starts.
+const OFREP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The error a server task ended with, if any (a panic counts as one).
 async fn joined(task: JoinHandle<Result<(), ServeError>>) -> Option<String> {

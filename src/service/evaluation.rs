@@ -148,6 +148,25 @@ impl Kind for ObjectKind {
     }
 }
 
+/// Any JSON value except `null` (OFREP), as flagd's `ResolveAsAnyValue`.
+#[derive(Debug)]
+pub struct AnyKind;
+
+impl Kind for AnyKind {
+    type Value = Value;
+    const TYPE: ValueType = ValueType::Any;
+    fn convert(value: ResolvedValue<'_>) -> Option<Value> {
+        Some(match value {
+            ResolvedValue::Any(v) => v.clone(),
+            ResolvedValue::Bool(b) => Value::Bool(b),
+            ResolvedValue::String(s) => Value::String(s.to_owned()),
+            ResolvedValue::Int(i) => Value::from(i),
+            ResolvedValue::Float(f) => serde_json::Number::from_f64(f).map(Value::Number)?,
+            ResolvedValue::Object(map) => Value::Object(map.clone()),
+        })
+    }
+}
+
 /// A value inside a ResolveAll entry (the `AnyFlag.value` oneof).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyValue {
@@ -252,9 +271,15 @@ impl Evaluator {
         // A request with a bad selector is rejected, not evaluated: it is not counted.
         let selector = selector(headers)?;
         let result = self.evaluate_selected::<K>(api, headers, &selector, flag_key, context);
+        self.record(flag_key, &result);
+        result
+    }
+
+    /// Counts one single-flag outcome in the evaluation metrics.
+    fn record<T>(&self, flag_key: &str, result: &Result<Outcome<T>, Status>) {
         self.metrics.evaluation(
             flag_key,
-            match &result {
+            match result {
                 Ok(outcome) => EvaluationResult::Success {
                     variant: outcome.variant.as_deref().unwrap_or(""),
                     reason: outcome.reason,
@@ -264,7 +289,6 @@ impl Evaluator {
                 },
             },
         );
-        result
     }
 
     fn evaluate_selected<K: Kind>(
@@ -280,9 +304,42 @@ impl Evaluator {
         let stored = snapshot
             .get(flag_key, selector)
             .ok_or_else(flag_not_found)?;
-        let flag: &Flag = &stored.flag;
+        self.outcome::<K>(api, selector, &stored.flag, &context, now())
+    }
+
+    /// Evaluates every flag visible under the request's selector as type `K`, in
+    /// (flagSetId, key) order, handing each flag and its outcome to `each` (OFREP bulk);
+    /// returns the selector reflection.
+    pub fn evaluate_each<K: Kind>(
+        &self,
+        api: Api,
+        headers: &MetadataMap,
+        context: Option<JsonStruct>,
+        mut each: impl FnMut(&Flag, Result<Outcome<K::Value>, Status>),
+    ) -> Result<JsonStruct, Status> {
+        let selector = selector(headers)?;
+        let context = self.context(api, headers, context);
+        let snapshot = self.store.snapshot();
+        let now = now();
+        for stored in snapshot.flags(&selector) {
+            let result = self.outcome::<K>(api, &selector, &stored.flag, &context, now);
+            self.record(&stored.flag.key, &result);
+            each(&stored.flag, result);
+        }
+        Ok(JsonStruct(selector_metadata(&selector)))
+    }
+
+    /// One found flag evaluated as type `K`: the part of a single-flag RPC after the lookup.
+    fn outcome<K: Kind>(
+        &self,
+        api: Api,
+        selector: &Selector,
+        flag: &Flag,
+        context: &Context,
+        now: i64,
+    ) -> Result<Outcome<K::Value>, Status> {
         let resolution =
-            resolve(flag, &context, K::TYPE, &self.options, now()).map_err(|e| status(&e))?;
+            resolve(flag, context, K::TYPE, &self.options, now).map_err(|e| status(&e))?;
         let metadata = metadata(selector, flag);
         match resolution.value {
             Some(value) => Ok(Outcome {
@@ -476,7 +533,7 @@ pub(super) fn invalid_selector(text: &str) -> Status {
 }
 
 /// `flagSetId` / `source` from the selector, as flagd reflects it into response metadata.
-fn selector_metadata(selector: &Selector) -> Map<String, Value> {
+pub(super) fn selector_metadata(selector: &Selector) -> Map<String, Value> {
     let mut map = Map::new();
     if let Some((key, value)) = selector.reflection() {
         map.insert(key.to_owned(), Value::String(value.to_owned()));
@@ -485,7 +542,7 @@ fn selector_metadata(selector: &Selector) -> Map<String, Value> {
 }
 
 /// Selector reflection overlaid by the flag's metadata.
-fn metadata(selector: &Selector, flag: &Flag) -> JsonStruct {
+pub(super) fn metadata(selector: &Selector, flag: &Flag) -> JsonStruct {
     if *selector == Selector::All {
         return JsonStruct(flag.metadata.clone());
     }

@@ -211,7 +211,7 @@ impl FlagSyncService for SyncService {
         let (selector, selector_text) = Self::selector(&headers, body_selector)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let task = SyncStream {
-            guard: self
+            _open: self
                 .0
                 .metrics
                 .sync_stream_opened(&selector_text, &body.provider_id),
@@ -255,8 +255,7 @@ impl FlagSyncService for SyncService {
 /// the deadline passes or the server drains.
 struct SyncStream {
     /// Keeps the active-streams gauge up while the stream runs.
-    #[allow(dead_code)]
-    guard: super::metrics::StreamGuard,
+    _open: super::metrics::StreamGuard,
     service: SyncService,
     tx: mpsc::Sender<Result<SyncFlagsResponse, Status>>,
     selector: Selector,

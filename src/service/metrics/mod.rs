@@ -1,9 +1,10 @@
 //! Prometheus metrics under flagd's names (spec 7.2) plus flagpole's own sync-health gauges,
 //! rendered in the Prometheus text format (0.0.4) on the management port.
 //!
-//! Recording is built for the evaluation hot path: counters live in per-thread shards
-//! ([`shard`]), so an evaluation takes one uncontended thread-local mutex and does not
-//! allocate once its key/variant/reason series exists. Scrapes merge the shards.
+//! Recording is built for the evaluation hot path: every thread counts into its own cells
+//! ([`shard`]), found through a thread-local map, so an evaluation takes no lock, writes no
+//! shared cache line and does not allocate once its key/variant/reason series exists.
+//! Scrapes sum the cells.
 //!
 //! Label cardinality is bounded: the first `metrics_key_limit` distinct flag keys get their
 //! own series; evaluations of any further key are counted under key and variant
@@ -21,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use http::{grpc_route, HttpMetricsLayer, HttpMetricsService, ResponseFuture};
 
 use exposition::Family;
-use shard::{lock, Histogram, HttpSeries, Shards, DURATION_BUCKETS};
+use shard::{lock, Histogram, HttpSeries, Registry, DURATION_BUCKETS};
 
 use crate::store::SourceInfo;
 use crate::sync::SourceStats;
@@ -35,7 +36,7 @@ pub const OVERFLOW_LABEL: &str = "__other__";
 /// Every metric of one daemon.
 #[derive(Debug)]
 pub struct Metrics {
-    shards: Arc<Shards>,
+    registry: Arc<Registry>,
     keys: KeyLimiter,
     event_streams: AtomicI64,
     sync_streams: Mutex<BTreeMap<(String, String), i64>>,
@@ -125,7 +126,7 @@ impl Metrics {
     /// Metrics giving at most `key_limit` flag keys their own series.
     pub fn new(key_limit: usize) -> Metrics {
         Metrics {
-            shards: Shards::new(),
+            registry: Registry::new(),
             keys: KeyLimiter {
                 limit: key_limit,
                 admitted: RwLock::new(HashSet::new()),
@@ -137,15 +138,16 @@ impl Metrics {
 
     /// Counts one flag evaluation (impression on success, result reason always).
     pub fn evaluation(&self, key: &str, result: EvaluationResult<'_>) {
-        self.shards.with(|shard| match result {
+        let registry = &self.registry;
+        registry.with_local(|local| match result {
             EvaluationResult::Success { variant, reason } => {
-                if shard.successes.contains_key(key) || self.keys.admit(key) {
-                    shard.success(key, variant, reason);
+                if Registry::knows(local, key) || self.keys.admit(key) {
+                    registry.success(local, key, variant, reason);
                 } else {
-                    shard.success(OVERFLOW_LABEL, OVERFLOW_LABEL, reason);
+                    registry.success(local, OVERFLOW_LABEL, OVERFLOW_LABEL, reason);
                 }
             }
-            EvaluationResult::Failure { code } => shard.failure("ERROR", code),
+            EvaluationResult::Failure { code } => registry.failure(local, "ERROR", code),
         });
     }
 
@@ -164,13 +166,8 @@ impl Metrics {
             method,
             status,
         };
-        self.shards.with(|shard| {
-            shard
-                .http
-                .entry(series)
-                .or_default()
-                .observe(duration.as_secs_f64())
-        });
+        let registry = &self.registry;
+        registry.with_local(|local| registry.request(local, series, duration.as_secs_f64()));
     }
 
     /// Counts an open EventStream until the guard drops.
@@ -198,22 +195,14 @@ impl Metrics {
         let mut impressions: Impressions = BTreeMap::new();
         let mut failures: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
         let mut http: BTreeMap<HttpSeries, Histogram> = BTreeMap::new();
-        self.shards.for_each(|shard| {
-            for (key, variants) in &shard.successes {
-                for (variant, reasons) in variants {
-                    for (reason, count) in reasons {
-                        *impressions
-                            .entry((key.clone(), variant.clone(), reason))
-                            .or_default() += count;
-                    }
-                }
-            }
-            for (labels, count) in &shard.failures {
-                *failures.entry(*labels).or_default() += count;
-            }
-            for (series, histogram) in &shard.http {
-                http.entry(*series).or_default().merge(histogram);
-            }
+        self.registry.for_each_success(|labels, count| {
+            *impressions.entry(labels.clone()).or_default() += count;
+        });
+        self.registry.for_each_failure(|labels, count| {
+            *failures.entry(labels).or_default() += count;
+        });
+        self.registry.for_each_request(|series, cell| {
+            http.entry(series).or_default().add(cell);
         });
 
         let mut family = Family::counter(

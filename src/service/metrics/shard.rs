@@ -1,12 +1,14 @@
-//! Per-thread counter shards: each thread records into its own [`Shard`] behind a mutex only
-//! it (and the occasional scrape) ever locks, so recording never contends across cores and
-//! never writes a cache line another core is writing.
+//! Per-thread counters: every series a thread records into is a counter cell only that
+//! thread writes (a plain load + store, no lock prefix, no shared cache line), found through
+//! a thread-local map that no other thread touches. Scrapes read every cell through the
+//! registry, which is locked only when a thread creates a new cell and when scraping.
 //!
-//! A shard outlives its thread (the registry keeps it), so counts of finished threads are not
-//! lost; a thread's list of shards forgets registries that have been dropped.
+//! Cells outlive their thread (the registry keeps them), so counts of finished threads are
+//! not lost; a thread's cache forgets registries that have been dropped.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -15,8 +17,22 @@ pub(super) const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Successful evaluations of one key label: variant label → (reason, count) pairs.
-pub(super) type VariantCounts = Vec<(Box<str>, Vec<(&'static str, u64)>)>;
+/// A counter with a single writer thread and any number of readers.
+#[derive(Debug, Default)]
+pub(super) struct Cell(AtomicU64);
+
+impl Cell {
+    /// Adds one. Only the owning thread calls this, so load + store cannot lose updates.
+    fn increment(&self) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// The current count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// The labels of one request-duration series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,128 +47,198 @@ pub(super) struct HttpSeries {
     pub status: u16,
 }
 
-/// One histogram's per-bucket (non-cumulative) counts, total count and sum.
+/// One thread's histogram of one series (single writer, like [`Cell`]).
+#[derive(Debug, Default)]
+pub(super) struct HistogramCell {
+    buckets: [Cell; DURATION_BUCKETS.len() + 1],
+    /// `f64` bits of the sum.
+    sum: AtomicU64,
+}
+
+impl HistogramCell {
+    fn observe(&self, value: f64) {
+        let index = DURATION_BUCKETS
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[index].increment();
+        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed)) + value;
+        self.sum.store(sum.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// A histogram merged from several threads' cells (for rendering).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Histogram {
-    /// Observations per bucket; index `DURATION_BUCKETS.len()` is `+Inf`.
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
     pub buckets: [u64; DURATION_BUCKETS.len() + 1],
     /// Sum of all observations.
     pub sum: f64,
 }
 
 impl Histogram {
-    /// Records one observation.
-    pub fn observe(&mut self, value: f64) {
-        let index = DURATION_BUCKETS
-            .iter()
-            .position(|bound| value <= *bound)
-            .unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[index] += 1;
-        self.sum += value;
-    }
-
-    /// Adds `other`'s observations to this one.
-    pub fn merge(&mut self, other: &Histogram) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            *mine += theirs;
+    /// Adds one thread's observations.
+    pub fn add(&mut self, cell: &HistogramCell) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(&cell.buckets) {
+            *mine += theirs.get();
         }
-        self.sum += other.sum;
+        self.sum += f64::from_bits(cell.sum.load(Ordering::Relaxed));
     }
 }
 
-/// Everything one thread has recorded for one metrics instance.
-#[derive(Debug, Default)]
-pub(super) struct Shard {
-    /// Successful evaluations: key label → variant label → reason → count.
-    pub successes: HashMap<Box<str>, VariantCounts>,
-    /// Failed evaluations: (reason, error code) → count.
-    pub failures: Vec<((&'static str, &'static str), u64)>,
-    /// Request durations per series.
-    pub http: HashMap<HttpSeries, Histogram>,
-}
+/// Labels of a successful-evaluation series: key, variant, reason.
+pub(super) type SuccessLabels = (Box<str>, Box<str>, &'static str);
 
-impl Shard {
-    /// Counts one successful evaluation under already-bounded labels.
-    pub fn success(&mut self, key: &str, variant: &str, reason: &'static str) {
-        let variants = match self.successes.get_mut(key) {
-            Some(variants) => variants,
-            None => self.successes.entry(key.into()).or_default(),
-        };
-        let reasons = match variants.iter().position(|(v, _)| &**v == variant) {
-            Some(i) => &mut variants[i].1,
-            None => {
-                variants.push((variant.into(), Vec::new()));
-                &mut variants.last_mut().expect("just pushed").1
-            }
-        };
-        match reasons
-            .iter_mut()
-            .find(|(r, _)| std::ptr::eq(*r, reason) || *r == reason)
-        {
-            Some((_, count)) => *count += 1,
-            None => reasons.push((reason, 1)),
-        }
-    }
+/// Labels of a failed-evaluation series: reason, error code.
+pub(super) type FailureLabels = (&'static str, &'static str);
 
-    /// Counts one failed evaluation.
-    pub fn failure(&mut self, reason: &'static str, code: &'static str) {
-        match self.failures.iter_mut().find(|(k, _)| *k == (reason, code)) {
-            Some((_, count)) => *count += 1,
-            None => self.failures.push(((reason, code), 1)),
-        }
-    }
-}
+/// A thread's success cells of one key label: (variant, reason, cell).
+type KeySeries = Vec<(Box<str>, &'static str, Arc<Cell>)>;
 
-/// Every shard of one metrics instance.
+/// Every cell of one metrics instance, for scrapes.
 #[derive(Debug)]
-pub(super) struct Shards {
+pub(super) struct Registry {
     id: u64,
-    all: Mutex<Vec<Arc<Mutex<Shard>>>>,
+    successes: Mutex<Vec<(SuccessLabels, Arc<Cell>)>>,
+    failures: Mutex<Vec<(FailureLabels, Arc<Cell>)>>,
+    http: Mutex<Vec<(HttpSeries, Arc<HistogramCell>)>>,
 }
 
-/// Distinguishes metrics instances inside the thread-local lists (tests run several daemons).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// FNV-1a: flag keys are short and chosen by the operator (only admitted keys are stored),
+/// so a fast non-keyed hash is fine here.
+#[derive(Default)]
+struct Fnv(u64);
 
-/// One thread's shard of one instance; the `Weak` tells when the instance is gone.
-type LocalShard = (u64, Weak<Shards>, Arc<Mutex<Shard>>);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// One thread's view of one registry: its own cells by label.
+#[derive(Default)]
+pub(super) struct Local {
+    /// Key label → (variant, reason, cell).
+    successes: FnvMap<Box<str>, KeySeries>,
+    failures: Vec<(FailureLabels, Arc<Cell>)>,
+    http: FnvMap<HttpSeries, Arc<HistogramCell>>,
+}
 
 thread_local! {
-    static LOCAL: RefCell<Vec<LocalShard>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Vec<(u64, Weak<Registry>, Local)>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Shards {
-    /// An instance with no shards yet.
-    pub fn new() -> Arc<Shards> {
-        Arc::new(Shards {
+/// Distinguishes metrics instances inside the thread-local caches (tests run several daemons).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Registry {
+    /// A registry with no cells yet.
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            all: Mutex::new(Vec::new()),
+            successes: Mutex::new(Vec::new()),
+            failures: Mutex::new(Vec::new()),
+            http: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `f` on the calling thread's shard, creating it on first use.
-    pub fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Shard) -> R) -> R {
-        LOCAL.with(|local| {
-            let mut local = local.borrow_mut();
-            let index = match local.iter().position(|(id, _, _)| *id == self.id) {
+    /// Runs `f` with the calling thread's cache for this registry.
+    pub fn with_local<R>(self: &Arc<Self>, f: impl FnOnce(&mut Local) -> R) -> R {
+        LOCAL.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let index = match cache.iter().position(|(id, _, _)| *id == self.id) {
                 Some(index) => index,
                 None => {
-                    local.retain(|(_, owner, _)| owner.strong_count() > 0);
-                    let shard = Arc::new(Mutex::new(Shard::default()));
-                    lock(&self.all).push(shard.clone());
-                    local.push((self.id, Arc::downgrade(self), shard));
-                    local.len() - 1
+                    cache.retain(|(_, owner, _)| owner.strong_count() > 0);
+                    cache.push((self.id, Arc::downgrade(self), Local::default()));
+                    cache.len() - 1
                 }
             };
-            let result = f(&mut lock(&local[index].2));
-            result
+            f(&mut cache[index].2)
         })
     }
 
-    /// Visits every shard (for a scrape).
-    pub fn for_each(&self, mut f: impl FnMut(&Shard)) {
-        let all: Vec<Arc<Mutex<Shard>>> = lock(&self.all).clone();
-        for shard in all {
-            f(&lock(&shard));
+    /// Counts a success under already-bounded labels, in the calling thread's cell.
+    pub fn success(&self, local: &mut Local, key: &str, variant: &str, reason: &'static str) {
+        let series = match local.successes.get_mut(key) {
+            Some(series) => series,
+            None => local.successes.entry(key.into()).or_default(),
+        };
+        let found = series
+            .iter()
+            .find(|(v, r, _)| &**v == variant && (std::ptr::eq(*r, reason) || *r == reason));
+        match found {
+            Some((_, _, cell)) => cell.increment(),
+            None => {
+                let cell = Arc::new(Cell::default());
+                cell.increment();
+                lock(&self.successes).push(((key.into(), variant.into(), reason), cell.clone()));
+                series.push((variant.into(), reason, cell));
+            }
+        }
+    }
+
+    /// Whether this thread already has a series for `key`.
+    pub fn knows(local: &Local, key: &str) -> bool {
+        local.successes.contains_key(key)
+    }
+
+    /// Counts a failure (reason, error code) in the calling thread's cell.
+    pub fn failure(&self, local: &mut Local, reason: &'static str, code: &'static str) {
+        match local.failures.iter().find(|(k, _)| *k == (reason, code)) {
+            Some((_, cell)) => cell.increment(),
+            None => {
+                let cell = Arc::new(Cell::default());
+                cell.increment();
+                lock(&self.failures).push(((reason, code), cell.clone()));
+                local.failures.push(((reason, code), cell));
+            }
+        }
+    }
+
+    /// Records a request duration in the calling thread's histogram for `series`.
+    pub fn request(&self, local: &mut Local, series: HttpSeries, seconds: f64) {
+        let cell = local.http.entry(series).or_insert_with(|| {
+            let cell = Arc::new(HistogramCell::default());
+            lock(&self.http).push((series, cell.clone()));
+            cell
+        });
+        cell.observe(seconds);
+    }
+
+    /// Visits every success cell with its labels.
+    pub fn for_each_success(&self, mut f: impl FnMut(&SuccessLabels, u64)) {
+        for (labels, cell) in lock(&self.successes).iter() {
+            f(labels, cell.get());
+        }
+    }
+
+    /// Visits every failure cell with its labels.
+    pub fn for_each_failure(&self, mut f: impl FnMut(FailureLabels, u64)) {
+        for (labels, cell) in lock(&self.failures).iter() {
+            f(*labels, cell.get());
+        }
+    }
+
+    /// Visits every histogram cell with its series.
+    pub fn for_each_request(&self, mut f: impl FnMut(HttpSeries, &HistogramCell)) {
+        for (series, cell) in lock(&self.http).iter() {
+            f(*series, cell);
         }
     }
 }
@@ -166,54 +252,50 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn total(shards: &Shards) -> u64 {
+    fn total(registry: &Registry) -> u64 {
         let mut total = 0;
-        shards.for_each(|s| {
-            for variants in s.successes.values() {
-                for (_, reasons) in variants {
-                    total += reasons.iter().map(|(_, c)| c).sum::<u64>();
-                }
-            }
-        });
+        registry.for_each_success(|_, count| total += count);
         total
     }
 
     #[test]
-    fn shards_are_per_thread_and_survive_their_thread() {
-        let shards = Shards::new();
-        shards.with(|s| s.success("k", "on", "STATIC"));
-        shards.with(|s| s.success("k", "on", "STATIC"));
-        let other = shards.clone();
+    fn cells_are_per_thread_and_survive_their_thread() {
+        let registry = Registry::new();
+        registry.with_local(|l| registry.success(l, "k", "on", "STATIC"));
+        registry.with_local(|l| registry.success(l, "k", "on", "STATIC"));
+        let other = registry.clone();
         std::thread::spawn(move || {
             for _ in 0..10 {
-                other.with(|s| s.success("k", "off", "TARGETING_MATCH"));
+                other.with_local(|l| other.success(l, "k", "on", "STATIC"));
             }
         })
         .join()
         .unwrap();
-        let mut per_shard = Vec::new();
-        shards.for_each(|s| per_shard.push(s.successes["k"].len()));
-        assert_eq!(per_shard.len(), 2);
-        assert_eq!(total(&shards), 12);
+        let mut cells = 0;
+        registry.for_each_success(|_, _| cells += 1);
+        assert_eq!(cells, 2, "one cell per thread");
+        assert_eq!(total(&registry), 12);
     }
 
     #[test]
-    fn instances_do_not_share_shards() {
-        let a = Shards::new();
-        let b = Shards::new();
-        a.with(|s| s.success("k", "v", "STATIC"));
-        b.with(|s| s.success("k", "v", "STATIC"));
-        b.with(|s| s.success("k", "v", "STATIC"));
+    fn registries_do_not_share_cells() {
+        let a = Registry::new();
+        let b = Registry::new();
+        a.with_local(|l| a.success(l, "k", "v", "STATIC"));
+        b.with_local(|l| b.success(l, "k", "v", "STATIC"));
+        b.with_local(|l| b.success(l, "k", "v", "STATIC"));
         assert_eq!(total(&a), 1);
         assert_eq!(total(&b), 2);
     }
 
     #[test]
     fn histogram_buckets_are_upper_bounds() {
+        let cell = HistogramCell::default();
+        cell.observe(0.005);
+        cell.observe(0.006);
+        cell.observe(100.0);
         let mut h = Histogram::default();
-        h.observe(0.005);
-        h.observe(0.006);
-        h.observe(100.0);
+        h.add(&cell);
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[1], 1);
         assert_eq!(h.buckets[DURATION_BUCKETS.len()], 1);
