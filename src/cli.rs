@@ -1,11 +1,13 @@
 //! The command line: `flagpole start` with flagd's flags and `FLAGD_*` environment variables,
-//! `flagpole validate FILE...` and `flagpole version`.
+//! `flagpole validate FILE...`, `flagpole version` and the container probes
+//! `flagpole healthcheck` / `flagpole ready`.
 //!
 //! Precedence, as in flagd: command-line flag, then environment variable, then `--config` file,
 //! then the default.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -15,6 +17,7 @@ use crate::config::{
 };
 use crate::eval::FractionalVersion;
 use crate::flags::{parse_document, Format};
+use crate::probe::Probe;
 
 /// flagpole: a flagd-compatible feature-flag daemon.
 #[derive(Debug, Parser)]
@@ -44,6 +47,44 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Probe the running daemon's liveness (`/healthz` on the management port): exit 0 on 200.
+    Healthcheck(ProbeArgs),
+    /// Probe the running daemon's readiness (`/readyz` on the management port): exit 0 on 200.
+    Ready(ProbeArgs),
+}
+
+/// Flags of `flagpole healthcheck` and `flagpole ready`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Management port of the daemon on 127.0.0.1 (default: the `--config` file's, else 8014).
+    #[arg(short = 'm', long = "port", env = "FLAGD_MANAGEMENT_PORT")]
+    pub port: Option<u16>,
+    /// Budget for the whole request (e.g. `2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+impl ProbeArgs {
+    /// The probe of `path`: port from the flag or environment, else from a local `--config`
+    /// file (so a probe finds the port the daemon was configured with), else 8014.
+    pub fn probe(&self, path: &str, config: Option<&Path>) -> Result<Probe, ConfigError> {
+        let from_file = match config {
+            // A remote or missing config (e.g. `s3://...`) is the daemon's business, not ours.
+            Some(file) if file.is_file() => ConfigInput::from_file(file)?.management_port,
+            _ => None,
+        };
+        let port = self
+            .port
+            .or(from_file)
+            .unwrap_or(Settings::default().management_port);
+        Ok(Probe::local(port, path, self.timeout))
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a positive duration such as 2s or 500ms"))
 }
 
 /// `--log-format` values.
