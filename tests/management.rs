@@ -166,6 +166,18 @@ async fn grpc_health(daemon: &FullDaemon) -> i32 {
         .status
 }
 
+/// `/readyz` called the way an ALB gRPC health check calls it; the gRPC status code.
+async fn grpc_readyz(daemon: &FullDaemon) -> tonic::Code {
+    let mut grpc = tonic::client::Grpc::new(channel(daemon.management).await);
+    grpc.ready().await.expect("management port reachable");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = http::uri::PathAndQuery::from_static("/readyz");
+    match grpc.unary(tonic::Request::new(()), path, codec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
 fn context(value: serde_json::Value) -> Option<JsonStruct> {
     Some(JsonStruct(value.as_object().unwrap().clone()))
 }
@@ -182,9 +194,11 @@ async fn readyz_waits_for_the_first_configuration() {
     assert_eq!(status, 412, "not ready before any configuration");
     assert!(body.is_empty());
     assert_eq!(grpc_health(&daemon).await, ServingStatus::NotServing as i32);
+    assert_eq!(grpc_readyz(&daemon).await, tonic::Code::Unavailable);
 
     replace_by_rename(&daemon.dir.path().join("later.json"), FLAGS);
     daemon.wait_ready().await;
+    assert_eq!(grpc_readyz(&daemon).await, tonic::Code::Ok);
     eventually("management grpc health SERVING", || async {
         grpc_health(&daemon).await == ServingStatus::Serving as i32
     })

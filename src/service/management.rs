@@ -8,12 +8,18 @@
 //! - `/metrics`: Prometheus text (see [`metrics`](super::metrics)).
 //!
 //! Like flagd, every HTTP method is accepted on these paths.
+//!
+//! `/readyz` also answers gRPC callers (`content-type: application/grpc`) with a gRPC status:
+//! OK when ready, UNAVAILABLE otherwise. An AWS ALB gRPC target group's health check reads
+//! only that status code, never the `grpc.health.v1` response body, so pointing it at
+//! `/readyz` on this port keeps tasks out of rotation until their flags are loaded.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -130,15 +136,9 @@ impl ManagementServer {
             .route("/healthz", any(|| async { StatusCode::OK }))
             .route(
                 "/readyz",
-                any(move || {
+                any(move |headers: axum::http::HeaderMap| {
                     let ready = readiness.is_ready();
-                    async move {
-                        if ready {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::PRECONDITION_FAILED
-                        }
-                    }
+                    async move { readyz_response(ready, &headers) }
                 }),
             )
             .route(
@@ -183,6 +183,49 @@ async fn report_health(health: HealthReporter, mut readiness: Readiness) {
         };
         health.set_service_status("", status).await;
         readiness.changed().await;
+    }
+}
+
+/// The `/readyz` answer: 200/412 for HTTP callers, a trailers-only gRPC status for gRPC ones.
+fn readyz_response(ready: bool, headers: &HeaderMap) -> Response {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    match (grpc, ready) {
+        (false, true) => StatusCode::OK.into_response(),
+        (false, false) => StatusCode::PRECONDITION_FAILED.into_response(),
+        (true, true) => {
+            // One empty message and an OK status in the trailers: a complete unary answer.
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames = futures_util::stream::iter([
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                    bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+                )),
+                Ok(http_body::Frame::trailers(trailers)),
+            ]);
+            let mut response = Response::new(axum::body::Body::new(
+                http_body_util::StreamBody::new(frames),
+            ));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            response
+        }
+        (true, false) => {
+            // Trailers-only: the status travels in the headers.
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from_static("14"));
+            headers.insert("grpc-message", HeaderValue::from_static("not ready"));
+            response
+        }
     }
 }
 
