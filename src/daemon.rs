@@ -62,7 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::start(&settings.sources, store.clone())?;
+    let supervisor = Supervisor::from_settings(&settings, store.clone())?;
 
     // The management, sync and OFREP ports are bound (so the ports are taken and
     // configuration errors surface at start) but not served yet.
