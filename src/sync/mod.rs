@@ -290,7 +290,8 @@ impl SourceDirectory {
     }
 
     /// Makes the sources listed by the configuration object exactly `wanted` (in priority
-    /// order): unchanged entries keep running, others are removed or started.
+    /// order): entries still listed in the same relative order keep running untouched (not
+    /// even re-read); others are removed or started.
     fn reconcile(&self, wanted: &[SourceConfig]) -> Result<(), SyncError> {
         // Build everything first: one bad entry rejects the whole object.
         let mut built = Vec::with_capacity(wanted.len());
@@ -298,12 +299,25 @@ impl SourceDirectory {
             built.push(build_source_in(config, &self.env)?);
         }
         let mut inner = self.lock();
+        let running: Vec<(SourceConfig, usize)> = inner
+            .entries
+            .iter()
+            .filter_map(|e| match &e.origin {
+                Origin::Dynamic(config) => Some((config.clone(), e.state.priority())),
+                _ => None,
+            })
+            .collect();
+        let plan = plan_priorities(&running, wanted);
         let mut index = 0;
         while index < inner.entries.len() {
             let keep = match &inner.entries[index].origin {
-                Origin::Dynamic(config) => wanted.iter().enumerate().any(|(i, w)| {
-                    w == config && inner.entries[index].state.priority() == DYNAMIC_PRIORITY + i
-                }),
+                Origin::Dynamic(config) => {
+                    let priority = inner.entries[index].state.priority();
+                    wanted
+                        .iter()
+                        .zip(&plan)
+                        .any(|(w, slot)| w == config && *slot == Slot::Keep(priority))
+                }
                 _ => true,
             };
             if keep {
@@ -312,16 +326,12 @@ impl SourceDirectory {
                 self.retire(&mut inner, index);
             }
         }
-        for (i, (config, named)) in wanted.iter().zip(built).enumerate() {
-            let running = inner.entries.iter().any(|e| {
-                e.origin == Origin::Dynamic(config.clone())
-                    && e.state.priority() == DYNAMIC_PRIORITY + i
-            });
-            if !running {
+        for ((config, named), slot) in wanted.iter().zip(built).zip(plan) {
+            if let Slot::Start(priority) = slot {
                 self.spawn(
                     &mut inner,
                     named,
-                    DYNAMIC_PRIORITY + i,
+                    priority,
                     Origin::Dynamic(config.clone()),
                     None,
                 );
@@ -340,6 +350,73 @@ impl SourceDirectory {
         stats.sort_by_key(|(priority, _)| *priority);
         stats.into_iter().map(|(_, s)| s).collect()
     }
+}
+
+/// What happens to one source the configuration object lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The running source with this priority stays.
+    Keep(usize),
+    /// A new source starts with this priority.
+    Start(usize),
+}
+
+/// Spacing between the priorities of configuration-object sources, leaving room to insert.
+const PRIORITY_STEP: usize = 1 << 16;
+
+/// Priorities for the `wanted` sources (in order, strictly increasing) that keep as many
+/// `running` (config, priority) sources as possible where they are; new ones go into the
+/// gaps. If a gap is exhausted, everything is renumbered (and restarted).
+fn plan_priorities(running: &[(SourceConfig, usize)], wanted: &[SourceConfig]) -> Vec<Slot> {
+    let mut used = vec![false; running.len()];
+    let mut kept: Vec<Option<usize>> = vec![None; wanted.len()];
+    let mut last = DYNAMIC_PRIORITY;
+    for (i, config) in wanted.iter().enumerate() {
+        let found = running
+            .iter()
+            .enumerate()
+            .position(|(j, (c, p))| !used[j] && c == config && *p > last);
+        if let Some(j) = found {
+            used[j] = true;
+            kept[i] = Some(running[j].1);
+            last = running[j].1;
+        }
+    }
+    let mut plan = Vec::with_capacity(wanted.len());
+    let mut lower = DYNAMIC_PRIORITY;
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(priority) = kept[i] {
+            plan.push(Slot::Keep(priority));
+            lower = priority;
+            i += 1;
+            continue;
+        }
+        let run = kept[i..].iter().take_while(|k| k.is_none()).count();
+        let upper = kept[i + run..]
+            .iter()
+            .flatten()
+            .next()
+            .copied()
+            .unwrap_or(INLINE_PRIORITY);
+        let step = if upper == INLINE_PRIORITY {
+            PRIORITY_STEP
+        } else {
+            (upper - lower) / (run + 1)
+        };
+        if step == 0 || lower + step * run >= upper {
+            // No room left between neighbours: renumber everything.
+            return (1..=wanted.len())
+                .map(|n| Slot::Start(DYNAMIC_PRIORITY + n * PRIORITY_STEP))
+                .collect();
+        }
+        for n in 1..=run {
+            plan.push(Slot::Start(lower + n * step));
+        }
+        lower += run * step;
+        i += run;
+    }
+    plan
 }
 
 /// Runs every configured source and applies their payloads to the store.
@@ -548,5 +625,71 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
                 source: Box::new(source),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(name: &str) -> SourceConfig {
+        SourceConfig {
+            uri: format!("s3://b/{name}.json"),
+            provider: "s3".into(),
+            interval: None,
+        }
+    }
+
+    fn priorities(plan: &[Slot]) -> Vec<usize> {
+        plan.iter()
+            .map(|s| match s {
+                Slot::Keep(p) | Slot::Start(p) => *p,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removing_or_appending_keeps_the_others_running() {
+        let (a, b, c) = (source("a"), source("b"), source("c"));
+        let first = plan_priorities(&[], &[a.clone(), b.clone()]);
+        let p = priorities(&first);
+        assert!(matches!(first[..], [Slot::Start(_), Slot::Start(_)]));
+        assert!(DYNAMIC_PRIORITY < p[0] && p[0] < p[1]);
+        let running = vec![(a.clone(), p[0]), (b.clone(), p[1])];
+        assert_eq!(
+            plan_priorities(&running, std::slice::from_ref(&b)),
+            [Slot::Keep(p[1])]
+        );
+        let appended = plan_priorities(&running, &[a.clone(), b.clone(), c.clone()]);
+        assert_eq!(appended[..2], [Slot::Keep(p[0]), Slot::Keep(p[1])]);
+        assert!(matches!(appended[2], Slot::Start(q) if q > p[1]));
+        let inserted = plan_priorities(&running, &[a.clone(), c.clone(), b.clone()]);
+        assert!(matches!(inserted[1], Slot::Start(q) if p[0] < q && q < p[1]));
+        let prepended = plan_priorities(&running, &[c, a.clone(), b.clone()]);
+        assert!(matches!(prepended[0], Slot::Start(q) if DYNAMIC_PRIORITY < q && q < p[0]));
+        // Swapping two sources restarts one of them.
+        let swapped = plan_priorities(&running, &[b, a]);
+        let q = priorities(&swapped);
+        assert!(q[0] < q[1]);
+        assert_eq!(
+            swapped
+                .iter()
+                .filter(|s| matches!(s, Slot::Keep(_)))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn exhausted_gaps_renumber_everything() {
+        let (a, b, c) = (source("a"), source("b"), source("c"));
+        let running = vec![
+            (a.clone(), DYNAMIC_PRIORITY + 1),
+            (b.clone(), DYNAMIC_PRIORITY + 2),
+        ];
+        let plan = plan_priorities(&running, &[a, c, b]);
+        assert!(plan.iter().all(|s| matches!(s, Slot::Start(_))));
+        let p = priorities(&plan);
+        assert!(p[0] < p[1] && p[1] < p[2]);
     }
 }
