@@ -314,3 +314,42 @@ pub fn validate(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool
     }
     Ok(all_valid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(args: &[&str]) -> (Box<StartArgs>, Option<PathBuf>) {
+        let cli = Cli::try_parse_from(args).expect("parse");
+        match cli.command {
+            Command::Start(start) => (start, cli.config),
+            other => panic!("expected start, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_s3_config_is_followed_not_read() {
+        let (args, config) = start(&[
+            "flagpole",
+            "start",
+            "--config",
+            "s3://bucket/flagpole.yaml",
+            "--sns-topic-arn",
+            "arn:aws:sns:us-east-1:1:flags",
+            "--sqs-wait-time",
+            "5s",
+        ]);
+        let settings = args.settings(config.as_deref(), None).unwrap();
+        assert_eq!(
+            settings.aws.config_object.as_deref(),
+            Some("s3://bucket/flagpole.yaml")
+        );
+        assert_eq!(
+            settings.aws.sqs_wait_time,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(settings.aws.notifications());
+        let (args, _) = start(&["flagpole", "start", "--sqs-batch-size", "0"]);
+        assert!(args.settings(None, None).is_err());
+    }
+}

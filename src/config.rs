@@ -933,6 +933,38 @@ mod tests {
     }
 
     #[test]
+    fn aws_options_from_a_config_document() {
+        let input = ConfigInput::from_value(&json!({
+            "sqs-queue-url": "https://sqs.eu-west-1.amazonaws.com/1/flags",
+            "sns-topic-arn": "arn:aws:sns:eu-west-1:1:flags",
+            "sqs-batch-size": 5,
+            "sqs-visibility-timeout": "1m",
+            "sqs-wait-time": "10s",
+            "s3-safety-poll-interval": "10m",
+            "aws-region": "eu-west-1"
+        }))
+        .unwrap();
+        let aws = input.into_settings().aws;
+        assert_eq!(aws.sqs_batch_size, 5);
+        assert_eq!(aws.sqs_visibility_timeout, Duration::from_secs(60));
+        assert_eq!(aws.sqs_wait_time, Duration::from_secs(10));
+        assert_eq!(aws.s3_safety_poll_interval, Duration::from_secs(600));
+        assert_eq!(aws.s3_poll_interval, Duration::from_secs(5));
+        assert_eq!(aws.sqs_queue_prefix, "flagpole-");
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert!(aws.notifications());
+        assert!(!AwsSettings::default().notifications());
+        for bad in [
+            json!({"sqs-batch-size": 11}),
+            json!({"sqs-wait-time": "21s"}),
+            json!({"s3-poll-interval": "0"}),
+            json!({"sqs-visibility-timeout": "soon"}),
+        ] {
+            assert!(ConfigInput::from_value(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn zero_stream_deadline_means_none() {
         let input = ConfigInput {
             stream_deadline: Some(Duration::ZERO),

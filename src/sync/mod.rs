@@ -70,6 +70,8 @@ enum Origin {
     Inline,
     /// The configuration object itself (never in the store).
     ConfigObject,
+    /// An SQS queue being consumed (listed for its counters only).
+    Queue,
 }
 
 /// One running source.
@@ -271,6 +273,26 @@ impl SourceDirectory {
             }
         };
         Ok(sink.publish(payload))
+    }
+
+    /// Lists an SQS queue among the sources so its receive errors and last success show in
+    /// [`Supervisor::stats`] (provider `sqs`; `ready` = received at least once).
+    fn register_queue(&self, url: &str) -> Arc<SourceState> {
+        let mut inner = self.lock();
+        let state = Arc::new(SourceState::new(
+            url.to_owned(),
+            "sqs".to_owned(),
+            usize::MAX,
+        ));
+        inner.entries.push(Entry {
+            state: state.clone(),
+            refresh: None,
+            stop: None,
+            object: None,
+            origin: Origin::Queue,
+            sink: None,
+        });
+        state
     }
 
     /// Removes inline source `uri`; `false` if there is no such inline source.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use tokio::time::Instant;
 
@@ -171,7 +171,13 @@ impl S3Object {
             }
             Err(SdkError::ServiceError(context)) => {
                 let status = context.raw().status().as_u16();
-                let message = format!("HTTP {status}: {}", DisplayErrorContext(context.err()));
+                // Code and message only: request ids would make every retry look new.
+                let error = context.err();
+                let message = format!(
+                    "HTTP {status} {}: {}",
+                    error.code().unwrap_or("error"),
+                    error.message().unwrap_or("no message")
+                );
                 match status {
                     304 => Ok(Fetch::NotModified),
                     404 => {

@@ -269,6 +269,22 @@ impl SourceState {
         }
     }
 
+    /// Counts a successful read of something that is not a document (an SQS receive).
+    pub(super) fn count_success(&self) {
+        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Counts a failed read of something that is not a document; `true` when `reason` differs
+    /// from the previous failure (callers log only then).
+    pub(super) fn count_error(&self, reason: &str) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = last.as_deref() != Some(reason);
+        *last = Some(reason.to_owned());
+        changed
+    }
+
     /// Stops all further store writes of this source and removes its flags from `store`.
     pub(super) fn retire(&self, store: &Store) {
         let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());

@@ -247,6 +247,7 @@ impl Consumer {
         let settings = self.aws.settings();
         let mut backoff = Backoff::default();
         let mut failing = false;
+        let stats = self.directory.register_queue(url);
         tracing::info!(queue = url, "consuming SQS change events");
         loop {
             let receive = sqs
@@ -263,6 +264,7 @@ impl Consumer {
             };
             let output = match received {
                 Ok(output) => {
+                    stats.count_success();
                     if failing {
                         tracing::info!(queue = url, "SQS queue is reachable again");
                         failing = false;
@@ -271,10 +273,11 @@ impl Consumer {
                     output
                 }
                 Err(error) => {
-                    if !failing {
+                    let reason = DisplayErrorContext(&error).to_string();
+                    if stats.count_error(&reason) || !failing {
                         tracing::error!(
                             queue = url,
-                            error = %DisplayErrorContext(&error),
+                            error = %reason,
                             "cannot receive from SQS; retrying with backoff"
                         );
                         failing = true;
