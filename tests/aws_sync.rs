@@ -686,6 +686,22 @@ async fn three_replicas_on_one_sns_topic_each_serve_a_change() {
         .tags
         .unwrap_or_default();
     assert_eq!(tags.get("managed-by").map(String::as_str), Some("flagpole"));
+    let policy = moto
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&queues[0])
+        .attribute_names(QueueAttributeName::Policy)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default()
+        .remove(&QueueAttributeName::Policy)
+        .unwrap_or_default();
+    assert!(
+        policy.contains(&topic),
+        "queue policy names the topic: {policy}"
+    );
 
     put(&moto, "flags.json", &document("f", "b")).await;
     for (store, _) in &replicas {

@@ -173,6 +173,11 @@ pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
 /// JSON with `TaskARN` (`arn:aws:ecs:region:account:task/cluster/TASK_ID`).
 pub async fn ecs_task_id() -> Option<String> {
     let base = std::env::var("ECS_CONTAINER_METADATA_URI_V4").ok()?;
+    ecs_task_id_from(&base).await
+}
+
+/// The task id the metadata endpoint at `base` reports.
+async fn ecs_task_id_from(base: &str) -> Option<String> {
     let body = tokio::time::timeout(Duration::from_secs(2), http_get(&format!("{base}/task")))
         .await
         .ok()??;
@@ -258,6 +263,31 @@ mod tests {
         assert!(b.failing());
         b.reset();
         assert_eq!(b.next_delay().as_secs(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_task_id_comes_from_the_metadata_endpoint() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v4/abc", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 1024];
+            let n = socket.read(&mut request).await.unwrap();
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            let body = r#"{"Cluster":"c","TaskARN":"arn:aws:ecs:us-east-1:1:task/c/0123abcd"}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            request
+        });
+        assert_eq!(ecs_task_id_from(&base).await.as_deref(), Some("0123abcd"));
+        assert!(server
+            .await
+            .unwrap()
+            .starts_with("GET /v4/abc/task HTTP/1.0"));
     }
 
     #[test]
