@@ -732,3 +732,75 @@ async fn three_replicas_on_one_sns_topic_each_serve_a_change() {
         .unwrap_or_default();
     assert!(left.is_empty(), "queues deleted at shutdown: {left:?}");
 }
+
+#[tokio::test]
+async fn a_fanout_queue_deleted_from_outside_is_created_again() {
+    let moto = Moto::start();
+    create_bucket(&moto).await;
+    put(&moto, "flags.json", &document("f", "a")).await;
+    let sns = moto.sns();
+    let topic = sns
+        .create_topic()
+        .name("flag-changes")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let mut settings = settings(&moto.endpoint(), "task-9");
+    settings.sources = vec![s3_source(BUCKET, "flags.json")];
+    settings.aws.sns_topic_arn = Some(topic.clone());
+    let (store, supervisor) = started(&settings).await;
+    let sqs = moto.sqs();
+    let queue_url = || async {
+        sqs.list_queues()
+            .queue_name_prefix("flagpole-task-9")
+            .send()
+            .await
+            .unwrap()
+            .queue_urls
+            .unwrap_or_default()
+            .pop()
+    };
+    let subscriptions = || async {
+        sns.list_subscriptions_by_topic()
+            .topic_arn(&topic)
+            .send()
+            .await
+            .unwrap()
+            .subscriptions
+            .unwrap_or_default()
+            .len()
+    };
+    eventually("queue subscribed", || async { subscriptions().await == 1 }).await;
+    let url = queue_url().await.expect("fan-out queue");
+    sqs.delete_queue().queue_url(&url).send().await.unwrap();
+    eventually("queue created again", || async {
+        queue_url().await.is_some()
+    })
+    .await;
+    eventually("one live subscription again", || async {
+        subscriptions().await == 1 && queue_url().await.is_some()
+    })
+    .await;
+
+    // Only the new queue can deliver this change (the safety poll is an hour away).
+    let message = json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": "flags.json"}}
+    }]});
+    put(&moto, "flags.json", &document("f", "b")).await;
+    sns.publish()
+        .topic_arn(&topic)
+        .message(message.to_string())
+        .send()
+        .await
+        .unwrap();
+    eventually("change delivered through the new queue", || {
+        let v = variant(&store, "f");
+        async move { v.as_deref() == Some("b") }
+    })
+    .await;
+    supervisor.shutdown().await;
+    assert!(queue_url().await.is_none(), "deleted at shutdown");
+}

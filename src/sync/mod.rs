@@ -279,6 +279,13 @@ impl SourceDirectory {
     /// [`Supervisor::stats`] (provider `sqs`; `ready` = received at least once).
     fn register_queue(&self, url: &str) -> Arc<SourceState> {
         let mut inner = self.lock();
+        if let Some(entry) = inner
+            .entries
+            .iter()
+            .find(|e| e.origin == Origin::Queue && e.state.uri == url)
+        {
+            return entry.state.clone();
+        }
         let state = Arc::new(SourceState::new(
             url.to_owned(),
             "sqs".to_owned(),

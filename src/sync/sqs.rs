@@ -16,7 +16,7 @@
 //! crash loses nothing. A message nobody understands is logged and left in the queue for its
 //! redrive policy.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use bytes::Bytes;
 use serde_json::Value;
@@ -166,6 +166,15 @@ fn inline_document(inline: &Value) -> Result<InlineDocument, String> {
     Ok(InlineDocument { source, document })
 }
 
+/// Why a receive loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoopEnd {
+    /// The daemon is shutting down.
+    Shutdown,
+    /// The queue no longer exists.
+    QueueMissing,
+}
+
 /// What to do with a handled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Disposition {
@@ -192,58 +201,77 @@ impl Consumer {
         let settings = self.aws.settings().clone();
         let sqs = self.aws.sqs().await;
         let configured = settings.sqs_queue_url.clone();
-        let fanout = async {
-            let topic = settings.sns_topic_arn.as_deref()?;
-            let sns = self.aws.sns().await;
-            let replica = self.aws.replica().await.to_owned();
-            let name = queue_name(&settings.sqs_queue_prefix, &replica);
-            let mut backoff = Backoff::default();
-            let mut failing: Option<String> = None;
-            let mut shutdown = shutdown.clone();
-            loop {
-                match FanoutQueue::create(
-                    &sqs,
-                    &sns,
-                    topic,
-                    &name,
-                    &replica,
-                    settings.sqs_visibility_timeout,
-                )
-                .await
-                {
-                    Ok(queue) => return Some((queue, sns)),
-                    Err(error) => {
-                        if failing.as_deref() != Some(error.as_str()) {
-                            tracing::error!(topic, error = %error, "cannot set up the SNS fan-out queue; retrying");
-                            failing = Some(error);
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = shutdown.wait() => return None,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                }
-            }
-        };
-        let (configured_loop, fanout_queue) = tokio::join!(
+        tokio::join!(
             async {
                 if let Some(url) = &configured {
-                    self.receive_loop(&sqs, url, shutdown.clone()).await;
+                    // A configured queue is not ours to re-create: a missing one is retried.
+                    self.receive_loop(&sqs, url, shutdown.clone(), false).await;
                 }
             },
             async {
-                let (queue, sns) = fanout.await?;
-                self.receive_loop(&sqs, &queue.url, shutdown.clone()).await;
-                Some((queue, sns))
+                if let Some(topic) = &settings.sns_topic_arn {
+                    self.fanout(&sqs, topic, shutdown.clone()).await;
+                }
             }
         );
-        let () = configured_loop;
-        if let Some((queue, sns)) = fanout_queue {
-            queue.delete(&sqs, &sns).await;
+    }
+
+    /// Creates this replica's queue, consumes it, and deletes it at shutdown; a queue deleted
+    /// from outside is created and subscribed again.
+    async fn fanout(&self, sqs: &aws_sdk_sqs::Client, topic: &str, mut shutdown: Shutdown) {
+        let settings = self.aws.settings();
+        let sns = self.aws.sns().await;
+        let replica = self.aws.replica().await.to_owned();
+        let name = queue_name(&settings.sqs_queue_prefix, &replica);
+        let mut backoff = Backoff::default();
+        let mut failing: Option<String> = None;
+        loop {
+            let created = FanoutQueue::create(
+                sqs,
+                &sns,
+                topic,
+                &name,
+                &replica,
+                settings.sqs_visibility_timeout,
+            )
+            .await;
+            match created {
+                Ok(queue) => {
+                    backoff.reset();
+                    failing = None;
+                    let end = self
+                        .receive_loop(sqs, &queue.url, shutdown.clone(), true)
+                        .await;
+                    queue.delete(sqs, &sns).await;
+                    match end {
+                        LoopEnd::Shutdown => return,
+                        LoopEnd::QueueMissing => {
+                            tracing::warn!(topic, queue = %name, "the fan-out queue is gone; creating it again");
+                            continue;
+                        }
+                    }
+                }
+                Err(error) => {
+                    if failing.as_deref() != Some(error.as_str()) {
+                        tracing::error!(topic, error = %error, "cannot set up the SNS fan-out queue; retrying");
+                        failing = Some(error);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
         }
     }
 
-    async fn receive_loop(&self, sqs: &aws_sdk_sqs::Client, url: &str, mut shutdown: Shutdown) {
+    async fn receive_loop(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        url: &str,
+        mut shutdown: Shutdown,
+        end_if_missing: bool,
+    ) -> LoopEnd {
         let settings = self.aws.settings();
         let mut backoff = Backoff::default();
         let mut failing = false;
@@ -259,7 +287,7 @@ impl Consumer {
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .send();
             let received = tokio::select! {
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return LoopEnd::Shutdown,
                 received = receive => received,
             };
             let output = match received {
@@ -273,7 +301,15 @@ impl Consumer {
                     output
                 }
                 Err(error) => {
+                    let missing = error.as_service_error().is_some_and(|e| {
+                        e.is_queue_does_not_exist()
+                            || e.code() == Some("AWS.SimpleQueueService.NonExistentQueue")
+                    });
                     let reason = DisplayErrorContext(&error).to_string();
+                    if missing && end_if_missing {
+                        stats.count_error(&reason);
+                        return LoopEnd::QueueMissing;
+                    }
                     if stats.count_error(&reason) || !failing {
                         tracing::error!(
                             queue = url,
@@ -283,7 +319,7 @@ impl Consumer {
                         failing = true;
                     }
                     tokio::select! {
-                        _ = shutdown.wait() => return,
+                        _ = shutdown.wait() => return LoopEnd::Shutdown,
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                     continue;
