@@ -158,6 +158,19 @@ pub struct StartArgs {
     /// hostname).
     #[arg(long, env = "FLAGPOLE_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
+    #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
+    pub metrics_key_limit: Option<usize>,
+    /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
+    #[arg(long, env = "FLAGD_DRAIN_DELAY")]
+    pub drain_delay: Option<String>,
+    /// flagd's sync-port ping policy; accepted and ignored: flagpole's HTTP/2 server
+    /// acknowledges every client ping and never enforces a minimum interval.
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_MIN_TIME")]
+    pub keep_alive_min_time: Option<String>,
+    /// flagd's sync-port ping policy; accepted and ignored (pings are always permitted).
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub keep_alive_permit_without_stream: Option<bool>,
 }
 
 impl StartArgs {
@@ -238,6 +251,13 @@ impl StartArgs {
                 aws.check()?;
                 aws
             },
+            metrics_key_limit: self.metrics_key_limit,
+            drain_delay: duration(&self.drain_delay, "drain-delay")?,
+        })
+        .and_then(|input| {
+            // Validated like flagd so typos still fail, then ignored.
+            duration(&self.keep_alive_min_time, "keep-alive-min-time")?;
+            Ok(input)
         })
     }
 
@@ -319,17 +339,36 @@ pub fn validate(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool
 mod tests {
     use super::*;
 
-    fn start(args: &[&str]) -> (Box<StartArgs>, Option<PathBuf>) {
-        let cli = Cli::try_parse_from(args).expect("parse");
+    fn start(args: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(["flagpole", "start"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
         match cli.command {
-            Command::Start(start) => (start, cli.config),
-            other => panic!("expected start, got {other:?}"),
+            Command::Start(start) => start.settings(None, None).map_err(|e| e.to_string()),
+            _ => unreachable!(),
         }
     }
 
     #[test]
+    fn metrics_and_drain_flags() {
+        let s = start(&["--metrics-key-limit", "10", "--drain-delay", "5s"]).unwrap();
+        assert_eq!(s.metrics_key_limit, 10);
+        assert_eq!(s.drain_delay, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flagd_sync_keepalive_flags_are_accepted_and_checked() {
+        assert!(start(&[
+            "--keep-alive-min-time",
+            "30s",
+            "--keep-alive-permit-without-stream=false"
+        ])
+        .is_ok());
+        assert!(start(&["--keep-alive-min-time", "often"]).is_err());
+    }
+
+    #[test]
     fn an_s3_config_is_followed_not_read() {
-        let (args, config) = start(&[
+        let cli = Cli::try_parse_from([
             "flagpole",
             "start",
             "--config",
@@ -338,8 +377,12 @@ mod tests {
             "arn:aws:sns:us-east-1:1:flags",
             "--sqs-wait-time",
             "5s",
-        ]);
-        let settings = args.settings(config.as_deref(), None).unwrap();
+        ])
+        .unwrap();
+        let Command::Start(args) = cli.command else {
+            unreachable!()
+        };
+        let settings = args.settings(cli.config.as_deref(), None).unwrap();
         assert_eq!(
             settings.aws.config_object.as_deref(),
             Some("s3://bucket/flagpole.yaml")
@@ -349,7 +392,6 @@ mod tests {
             std::time::Duration::from_secs(5)
         );
         assert!(settings.aws.notifications());
-        let (args, _) = start(&["flagpole", "start", "--sqs-batch-size", "0"]);
-        assert!(args.settings(None, None).is_err());
+        assert!(start(&["--sqs-batch-size", "0"]).is_err());
     }
 }

@@ -273,6 +273,11 @@ pub struct Settings {
     pub debug: bool,
     /// AWS options (S3 endpoints, SQS notifications, SNS fan-out, S3 configuration object).
     pub aws: AwsSettings,
+    /// How many distinct flag keys get their own metric series (the rest share `__other__`).
+    pub metrics_key_limit: usize,
+    /// How long to keep serving after shutdown begins with readiness already failing, so
+    /// load balancers stop routing here before connections drain.
+    pub drain_delay: Duration,
 }
 
 impl Default for Settings {
@@ -296,6 +301,8 @@ impl Default for Settings {
             log_format: LogFormat::Console,
             debug: false,
             aws: AwsSettings::default(),
+            metrics_key_limit: 2000,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -373,6 +380,10 @@ pub struct ConfigInput {
     pub debug: Option<bool>,
     /// The AWS options.
     pub aws: AwsInput,
+    /// `metrics-key-limit`.
+    pub metrics_key_limit: Option<usize>,
+    /// `drain-delay`.
+    pub drain_delay: Option<Duration>,
 }
 
 impl ConfigInput {
@@ -438,6 +449,9 @@ impl ConfigInput {
                 .map(|v| boolean(v, "disable-sync-metadata"))
                 .transpose()?,
             debug: get("debug").map(|v| boolean(v, "debug")).transpose()?,
+            metrics_key_limit: get("metrics-key-limit")
+                .map(|v| number(v, "metrics-key-limit"))
+                .transpose()?,
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
                 .transpose()?
@@ -453,6 +467,9 @@ impl ConfigInput {
         };
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
+        }
+        if let Some(v) = get("drain-delay") {
+            input.drain_delay = Some(parse_duration_value(v, "drain-delay")?);
         }
         if let Some(v) = get("keep-alive-interval") {
             input.keep_alive_interval = Some(parse_duration_value(v, "keep-alive-interval")?);
@@ -515,6 +532,8 @@ impl ConfigInput {
             log_format: self.log_format.or(lower.log_format),
             debug: self.debug.or(lower.debug),
             aws: self.aws.over(lower.aws),
+            metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            drain_delay: self.drain_delay.or(lower.drain_delay),
         }
     }
 
@@ -554,6 +573,8 @@ impl ConfigInput {
             log_format: self.log_format.unwrap_or_default(),
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
+            metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
         }
     }
 }
@@ -962,6 +983,22 @@ mod tests {
         ] {
             assert!(ConfigInput::from_value(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn metrics_key_limit_and_drain_delay() {
+        let defaults = ConfigInput::default().into_settings();
+        assert_eq!(defaults.metrics_key_limit, 2000);
+        assert_eq!(defaults.drain_delay, Duration::ZERO);
+        let settings = ConfigInput::from_value(&json!({
+            "metrics-key-limit": "50",
+            "drain-delay": "15s"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.metrics_key_limit, 50);
+        assert_eq!(settings.drain_delay, Duration::from_secs(15));
+        assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
     }
 
     #[test]

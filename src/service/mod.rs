@@ -1,24 +1,36 @@
-//! The network edge on port 8013: the flagd evaluation services (`flagd.evaluation.v1`,
-//! `flagd.evaluation.v2`, `schema.v1`) over gRPC, plus gRPC reflection and health.
+//! The network edges: the flagd evaluation services (`flagd.evaluation.v1`,
+//! `flagd.evaluation.v2`, `schema.v1`) on port 8013 over gRPC, gRPC-Web and Connect with
+//! reflection and health; the management port 8014 ([`management`], [`metrics`]);
+//! `flagd.sync.v1` on 8015 ([`sync`]); and OFREP on 8016.
 //!
 //! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
 //! and a [`Context`](crate::eval::Context).
 
+pub mod management;
+pub mod metrics;
 pub mod proto;
+pub mod protojson;
+pub mod sync;
 pub mod wire;
 
+mod connect;
+mod cors;
 mod evaluation;
 mod events;
+mod ofrep;
 mod schema_v1;
 mod server;
 mod v1;
 mod v2;
 
+pub use connect::{Connect, ConnectLayer};
+pub use cors::{CorsOnOrigin, CorsService};
 pub use evaluation::{
-    AllOutcome, AnyOutcome, AnyValue, Api, BoolKind, Evaluator, FloatKind, IntKind, Kind,
+    AllOutcome, AnyKind, AnyOutcome, AnyValue, Api, BoolKind, Evaluator, FloatKind, IntKind, Kind,
     ObjectKind, Outcome, StringKind, SELECTOR_HEADER,
 };
 pub use events::{Event, EventStream};
+pub use ofrep::OfrepServer;
 pub use schema_v1::SchemaV1;
 pub use server::{EvaluationServer, ServeError};
 pub use v1::V1;

@@ -1,5 +1,6 @@
-//! The port-8013 gRPC server: the three evaluation services, gRPC reflection (v1 and
-//! v1alpha) and `grpc.health.v1`, with graceful draining.
+//! The port-8013 server: the three evaluation services over gRPC, gRPC-Web and Connect
+//! (HTTP/2 and HTTP/1.1), gRPC reflection (v1 and v1alpha) and `grpc.health.v1`, with CORS
+//! and graceful draining.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
 
+use super::connect::ConnectLayer;
+use super::cors::CorsOnOrigin;
 use super::evaluation::Evaluator;
+use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
 use super::v1::V1;
@@ -48,19 +52,40 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct EvaluationServer {
     evaluator: Arc<Evaluator>,
+    metrics: Arc<Metrics>,
     draining: watch::Sender<bool>,
     max_request_body: usize,
+    cors_origins: Vec<String>,
 }
 
 impl EvaluationServer {
     /// A server evaluating against `store`, configured from `settings`.
     pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
+        let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
+        EvaluationServer::with_metrics(settings, store, metrics)
+    }
+
+    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics`.
+    pub fn with_metrics(
+        settings: &Settings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> EvaluationServer {
         let (draining, draining_rx) = watch::channel(false);
+        let evaluator = Evaluator::new(settings, store, draining_rx).with_metrics(metrics.clone());
         EvaluationServer {
-            evaluator: Arc::new(Evaluator::new(settings, store, draining_rx)),
+            evaluator: Arc::new(evaluator),
+            metrics,
             draining,
             max_request_body: settings.max_request_body,
+            cors_origins: settings.cors_origins.clone(),
         }
+    }
+
+    /// The evaluator behind this server, to share with other surfaces (OFREP); it sees the
+    /// server's draining.
+    pub fn evaluator(&self) -> Arc<Evaluator> {
+        self.evaluator.clone()
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains: health turns
@@ -97,7 +122,18 @@ impl EvaluationServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let evaluator = &self.evaluator;
+        // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
+        // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = Server::builder()
+            .accept_http1(true)
+            .layer(HttpMetricsLayer::new(
+                self.metrics.clone(),
+                "flagd",
+                grpc_route,
+            ))
+            .layer(CorsOnOrigin::new(&self.cors_origins))
+            .layer(ConnectLayer::new(evaluator.clone(), self.max_request_body))
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
             .add_service(
                 evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
@@ -116,7 +152,7 @@ impl EvaluationServer {
             .add_service(reflection_v1alpha);
 
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC)");
+            tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC, gRPC-Web, Connect)");
         }
         // Latency matters more than packet count for small unary responses.
         let incoming = TcpListenerStream::new(listener).map(|conn| {

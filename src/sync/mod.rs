@@ -575,6 +575,12 @@ impl Supervisor {
         self.directory.stats()
     }
 
+    /// A handle that reads the same counters as [`Supervisor::stats`] without borrowing
+    /// the supervisor (for the metrics endpoint, which outlives no shutdown).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.directory.clone())
+    }
+
     /// Asks the source stored as `uri` to re-fetch now (what an SQS notification triggers);
     /// `false` if no such source runs.
     pub fn refresh(&self, uri: &str) -> bool {
@@ -597,6 +603,18 @@ impl Supervisor {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Reads every source's counters; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatsReader(Arc<SourceDirectory>);
+
+impl StatsReader {
+    /// Per-source counters, in priority order (as [`Supervisor::stats`]); sources added or
+    /// removed at run time come and go.
+    pub fn stats(&self) -> Vec<SourceStats> {
+        self.0.stats()
     }
 }
 

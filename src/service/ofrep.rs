@@ -1,0 +1,541 @@
+//! OFREP, the OpenFeature Remote Evaluation Protocol, on port 8016 (spec section 3): plain
+//! HTTP/1.1, `POST /ofrep/v1/evaluate/flags/{key}` and `POST /ofrep/v1/evaluate/flags`.
+//!
+//! Evaluation goes through the shared [`Evaluator`] as "any" value with v2's semantics (a
+//! code default has no value); this module only maps outcomes to OFREP bodies and statuses.
+//! Beyond flagd, bulk responses carry a strong `ETag` (a hash of the body, which already
+//! reflects the flags, the context and the selector) and `If-None-Match` is answered with
+//! `304 Not Modified`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::serve::ListenerExt as _;
+use axum::Router;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+
+use super::cors::CorsOnOrigin;
+use super::evaluation::{self, AnyKind, Api, Evaluator, Outcome};
+use super::metrics::{HttpMetricsLayer, Metrics, OVERFLOW_LABEL};
+use super::protojson::normalize_numbers;
+use super::wire::JsonStruct;
+use crate::config::Settings;
+use crate::flags::Flag;
+use crate::store::Selector;
+
+/// The OFREP server on port 8016, ready to [`serve`](OfrepServer::serve).
+#[derive(Debug, Clone)]
+pub struct OfrepServer {
+    evaluator: Arc<Evaluator>,
+    max_request_body: usize,
+    cors: CorsOnOrigin,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl OfrepServer {
+    /// A server evaluating with `evaluator` (shared with port 8013), configured from
+    /// `settings` (body limit, CORS origins).
+    pub fn new(settings: &Settings, evaluator: Arc<Evaluator>) -> OfrepServer {
+        OfrepServer {
+            evaluator,
+            max_request_body: settings.max_request_body,
+            cors: CorsOnOrigin::new(&settings.cors_origins),
+            metrics: None,
+        }
+    }
+
+    /// Records request durations into `metrics` (`service_name="flagd-ofrep"`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> OfrepServer {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The routes (also usable without a listener, e.g. in tests).
+    pub fn router(self) -> Router {
+        let cors = self.cors.clone();
+        let metrics = self.metrics.clone();
+        let router = Router::new()
+            .route("/ofrep/v1/evaluate/flags/{key}", post(single))
+            .route("/ofrep/v1/evaluate/flags", post(bulk))
+            .route("/ofrep/v1/evaluate/flags/", post(bulk))
+            .fallback(not_found)
+            .layer(cors)
+            .with_state(Arc::new(self));
+        match metrics {
+            Some(metrics) => {
+                router.layer(HttpMetricsLayer::new(metrics, "flagd-ofrep", ofrep_route))
+            }
+            None => router,
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving OFREP");
+        }
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// A future that completes when the evaluation server starts draining (or is gone).
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut draining = self.evaluator.draining.clone();
+        async move {
+            let _ = draining.wait_for(|draining| *draining).await;
+        }
+    }
+}
+
+type Shared = State<Arc<OfrepServer>>;
+
+/// Go's `http.NotFound`, as flagd answers unknown paths.
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "404 page not found\n",
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Bodies
+
+/// A successful evaluation (single response or bulk item).
+#[derive(Debug, Serialize)]
+struct Success {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Value>,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+    metadata: Map<String, Value>,
+}
+
+/// A failed evaluation (single response or bulk item); `metadata` is `null` when the request
+/// itself was bad.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failure {
+    key: String,
+    error_code: &'static str,
+    error_details: String,
+    metadata: Option<Map<String, Value>>,
+}
+
+/// One bulk item.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Item {
+    Success(Success),
+    Failure(Failure),
+}
+
+/// A bulk request that failed as a whole.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkFailure {
+    error_code: &'static str,
+    error_details: String,
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Bulk {
+    flags: Vec<Item>,
+    metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TooLarge {
+    error_details: &'static str,
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+const INVALID_CONTEXT: &str = "INVALID_CONTEXT";
+const CONTEXT_NOT_VALID: &str = "Provider context is not valid";
+
+fn success(key: String, outcome: Outcome<Value>) -> Success {
+    Success {
+        key,
+        value: outcome.value,
+        reason: outcome.reason,
+        variant: outcome.variant.filter(|variant| !variant.is_empty()),
+        metadata: outcome.metadata.0,
+    }
+}
+
+/// flagd's OFREP status, code and details for an evaluation error.
+fn failure(key: String, status: &Status, metadata: Map<String, Value>) -> (StatusCode, Failure) {
+    let (http, code, details) = match status.code() {
+        Code::NotFound => (
+            StatusCode::NOT_FOUND,
+            "FLAG_NOT_FOUND",
+            format!("flag `{key}` does not exist"),
+        ),
+        Code::DataLoss => (
+            StatusCode::BAD_REQUEST,
+            "PARSE_ERROR",
+            format!("error parsing the flag `{key}`"),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "GENERAL",
+            "error processing the flag for evaluation".to_owned(),
+        ),
+    };
+    let body = Failure {
+        key,
+        error_code: code,
+        error_details: details,
+        metadata: Some(metadata),
+    };
+    (http, body)
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// Why a request body was refused.
+enum BadBody {
+    TooLarge,
+    InvalidContext,
+}
+
+impl BadBody {
+    fn too_large() -> Response {
+        json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &TooLarge {
+                error_details: "request body too large",
+            },
+        )
+    }
+}
+
+/// The request context: `{"context": {...}}`, read the way flagd's Go decoder reads it (the
+/// first JSON value only; an empty body or a non-object `context` means no context).
+async fn context(body: Body, limit: usize) -> Result<Option<JsonStruct>, BadBody> {
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let bytes: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(BadBody::TooLarge),
+        Err(_) => return Err(BadBody::InvalidContext),
+    };
+    parse_context(&bytes)
+}
+
+fn parse_context(bytes: &[u8]) -> Result<Option<JsonStruct>, BadBody> {
+    let request = match serde_json::Deserializer::from_slice(bytes)
+        .into_iter::<Value>()
+        .next()
+    {
+        None => return Ok(None),
+        Some(Err(_)) => return Err(BadBody::InvalidContext),
+        Some(Ok(value)) => value,
+    };
+    let mut request = match request {
+        Value::Object(map) => map,
+        Value::Null => return Ok(None),
+        _ => return Err(BadBody::InvalidContext),
+    };
+    // Go matches struct fields case-insensitively.
+    let field = request.remove("context").or_else(|| {
+        let key = request
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case("context"))?
+            .clone();
+        request.remove(&key)
+    });
+    match field {
+        Some(Value::Object(mut map)) => {
+            normalize_numbers(&mut map);
+            Ok(Some(JsonStruct(map)))
+        }
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => {
+            tracing::warn!("OFREP request context is not an object; ignoring it");
+            Ok(None)
+        }
+    }
+}
+
+/// The request's selector, or flagd's message for an invalid one.
+fn selector(headers: &MetadataMap) -> Result<Selector, String> {
+    evaluation::selector(headers)
+        .map_err(|status| format!("invalid selector: {}", status.message()))
+}
+
+/// Selector reflection plus the flag's metadata, for an error about `key`.
+fn error_metadata(evaluator: &Evaluator, selector: &Selector, key: &str) -> Map<String, Value> {
+    let snapshot = evaluator.store.snapshot();
+    match snapshot.get(key, selector) {
+        Some(stored) => evaluation::metadata(selector, &stored.flag).0,
+        None => evaluation::selector_metadata(selector),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers
+
+async fn single(
+    State(server): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let context = match context(body, server.max_request_body).await {
+        Ok(context) => context,
+        Err(BadBody::TooLarge) => return BadBody::too_large(),
+        Err(BadBody::InvalidContext) => {
+            let body = Failure {
+                key,
+                error_code: INVALID_CONTEXT,
+                error_details: CONTEXT_NOT_VALID.to_owned(),
+                metadata: None,
+            };
+            return json(StatusCode::BAD_REQUEST, &body);
+        }
+    };
+    let headers = MetadataMap::from_headers(headers);
+    let selector = match selector(&headers) {
+        Ok(selector) => selector,
+        Err(details) => {
+            let body = Failure {
+                key,
+                error_code: "GENERAL",
+                error_details: details,
+                metadata: None,
+            };
+            return json(StatusCode::BAD_REQUEST, &body);
+        }
+    };
+    let evaluator = &server.evaluator;
+    match evaluator.evaluate::<AnyKind>(Api::V2, &headers, &key, context) {
+        Ok(outcome) => json(StatusCode::OK, &success(key, outcome)),
+        Err(status) => {
+            let metadata = error_metadata(evaluator, &selector, &key);
+            let (http, body) = failure(key, &status, metadata);
+            json(http, &body)
+        }
+    }
+}
+
+async fn bulk(State(server): Shared, headers: HeaderMap, body: Body) -> Response {
+    let context = match context(body, server.max_request_body).await {
+        Ok(context) => context,
+        Err(BadBody::TooLarge) => return BadBody::too_large(),
+        Err(BadBody::InvalidContext) => {
+            let body = BulkFailure {
+                error_code: INVALID_CONTEXT,
+                error_details: CONTEXT_NOT_VALID.to_owned(),
+                metadata: None,
+            };
+            return json(StatusCode::BAD_REQUEST, &body);
+        }
+    };
+    let if_none_match = headers.get(header::IF_NONE_MATCH).cloned();
+    let headers = MetadataMap::from_headers(headers);
+    let selector = match selector(&headers) {
+        Ok(selector) => selector,
+        Err(details) => {
+            let body = BulkFailure {
+                error_code: "GENERAL",
+                error_details: details,
+                metadata: None,
+            };
+            return json(StatusCode::BAD_REQUEST, &body);
+        }
+    };
+    let mut flags = Vec::new();
+    let each = |flag: &Flag, result: Result<Outcome<Value>, Status>| {
+        let item = match result {
+            Ok(outcome) => Item::Success(success(flag.key.clone(), outcome)),
+            Err(status) => {
+                let metadata = evaluation::metadata(&selector, flag).0;
+                Item::Failure(failure(flag.key.clone(), &status, metadata).1)
+            }
+        };
+        flags.push(item);
+    };
+    let metadata = match server
+        .evaluator
+        .evaluate_each::<AnyKind>(Api::V2, &headers, context, each)
+    {
+        Ok(metadata) => metadata.0,
+        Err(status) => {
+            // The selector was checked above, so this is unexpected.
+            tracing::warn!(%status, "OFREP bulk evaluation failed");
+            let body = BulkFailure {
+                error_code: "GENERAL",
+                error_details: "Bulk evaluation failed".to_owned(),
+                metadata: None,
+            };
+            return json(StatusCode::INTERNAL_SERVER_ERROR, &body);
+        }
+    };
+    let body = serde_json::to_vec(&Bulk { flags, metadata }).unwrap_or_default();
+    let etag = etag(&body);
+    if if_none_match.is_some_and(|tags| matches_etag(&tags, &etag)) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// ETag
+
+/// A strong entity tag for a bulk body: its 64-bit FNV-1a hash, quoted.
+fn etag(body: &[u8]) -> HeaderValue {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = body
+        .iter()
+        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME));
+    // Hex digits and quotes are always a valid header value.
+    HeaderValue::from_str(&format!("\"{hash:016x}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// `If-None-Match` (a list, `*`, weak or unquoted tags) against our tag (weak comparison,
+/// as RFC 9110 prescribes for `If-None-Match`).
+fn matches_etag(header: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(header) = header.to_str() else {
+        return false;
+    };
+    let ours = etag.to_str().unwrap_or_default().trim_matches('"');
+    header.split(',').any(|tag| {
+        let tag = tag.trim();
+        tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == ours
+    })
+}
+
+/// The route template of an OFREP path, for metric labels (bounded: three values).
+fn ofrep_route(path: &str) -> &'static str {
+    match path.strip_prefix("/ofrep/v1/evaluate/flags") {
+        Some("" | "/") => "/ofrep/v1/evaluate/flags",
+        Some(key) if key.starts_with('/') => "/ofrep/v1/evaluate/flags/{key}",
+        _ => OVERFLOW_LABEL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context_of(body: &str) -> Option<Value> {
+        match parse_context(body.as_bytes()) {
+            Ok(context) => Some(context.map_or(Value::Null, |c| Value::Object(c.0))),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn context_is_read_like_flagds_decoder() {
+        assert_eq!(context_of(""), Some(Value::Null));
+        assert_eq!(context_of("  \n"), Some(Value::Null));
+        assert_eq!(context_of("null"), Some(Value::Null));
+        assert_eq!(context_of("{}"), Some(Value::Null));
+        assert_eq!(
+            context_of(r#"{"context": {"a": 1.0}}"#),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(
+            context_of(r#"{"Context": {"b": 2}}"#),
+            Some(json!({"b": 2}))
+        );
+        assert_eq!(context_of(r#"{"context": [1]}"#), Some(Value::Null));
+        assert_eq!(context_of(r#"{"context": {}} trailing"#), Some(json!({})));
+        assert_eq!(context_of(r#"{"context": "#), None);
+        assert_eq!(context_of("[1]"), None);
+        assert_eq!(context_of("nope"), None);
+    }
+
+    #[test]
+    fn errors_map_to_ofrep_codes() {
+        let cases = [
+            (
+                Status::not_found("x"),
+                404,
+                "FLAG_NOT_FOUND",
+                "flag `k` does not exist",
+            ),
+            (
+                Status::data_loss("x"),
+                400,
+                "PARSE_ERROR",
+                "error parsing the flag `k`",
+            ),
+            (
+                Status::unknown("x"),
+                400,
+                "GENERAL",
+                "error processing the flag for evaluation",
+            ),
+            (
+                Status::invalid_argument("x"),
+                400,
+                "GENERAL",
+                "error processing the flag for evaluation",
+            ),
+        ];
+        for (status, http, code, details) in cases {
+            let (got, body) = failure("k".into(), &status, Map::new());
+            assert_eq!(got.as_u16(), http);
+            assert_eq!(body.error_code, code);
+            assert_eq!(body.error_details, details);
+        }
+    }
+
+    #[test]
+    fn etags_compare_weakly_and_in_lists() {
+        let tag = etag(b"{}");
+        let ours = tag.to_str().unwrap().to_owned();
+        assert_eq!(ours.len(), 18);
+        assert_ne!(etag(b"{ }"), tag);
+        let header = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(matches_etag(&header(&ours), &tag));
+        assert!(matches_etag(&header(&format!("W/{ours}")), &tag));
+        assert!(matches_etag(&header(&format!("\"x\", {ours}")), &tag));
+        assert!(matches_etag(&header(ours.trim_matches('"')), &tag));
+        assert!(matches_etag(&header("*"), &tag));
+        assert!(!matches_etag(&header("\"0000000000000000\""), &tag));
+    }
+}
