@@ -75,7 +75,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::start(&settings.sources, store.clone())?;
+    let supervisor = Supervisor::from_settings(&settings, store.clone())?;
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
     // `stopping`: shutdown has begun (readiness off); `drain`: the serving ports drain now;
     // `closed`: everything else has stopped, the management port may close.

@@ -478,6 +478,10 @@ mod tests {
             unavailable: 1,
             ready: true,
             last_error: None,
+            errors: 0,
+            fetched: 2,
+            not_modified: 0,
+            last_success: None,
         };
         let mut out = String::new();
         render_sources(&mut out, &[info], &[stats], now);
