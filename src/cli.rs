@@ -1,26 +1,30 @@
 //! The command line: `flagpole start` with flagd's flags and `FLAGD_*` environment variables,
-//! `flagpole validate FILE...` and `flagpole version`.
+//! `flagpole validate FILE...`, `flagpole version` and the container probes
+//! `flagpole healthcheck` / `flagpole ready`.
 //!
 //! Precedence, as in flagd: command-line flag, then environment variable, then `--config` file,
 //! then the default.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    parse_duration, parse_pair, parse_sources_json, parse_uri, ConfigError, ConfigInput, LogFormat,
-    Settings,
+    parse_duration, parse_pair, parse_sources_json, parse_uri, AwsInput, ConfigError, ConfigInput,
+    LogFormat, Settings,
 };
 use crate::eval::FractionalVersion;
 use crate::flags::{parse_document, Format};
+use crate::probe::Probe;
 
 /// flagpole: a flagd-compatible feature-flag daemon.
 #[derive(Debug, Parser)]
 #[command(name = "flagpole", version, about, long_about = None)]
 pub struct Cli {
-    /// Config file (JSON or YAML) whose keys are the `start` flag names.
+    /// Config file (JSON or YAML) whose keys are the `start` flag names, or an S3 object
+    /// (`s3://bucket/key`) whose `sources` are followed at run time.
     #[arg(long, global = true, env = "FLAGD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Debug-level logging.
@@ -44,6 +48,44 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Probe the running daemon's liveness (`/healthz` on the management port): exit 0 on 200.
+    Healthcheck(ProbeArgs),
+    /// Probe the running daemon's readiness (`/readyz` on the management port): exit 0 on 200.
+    Ready(ProbeArgs),
+}
+
+/// Flags of `flagpole healthcheck` and `flagpole ready`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Management port of the daemon on 127.0.0.1 (default: the `--config` file's, else 8014).
+    #[arg(short = 'm', long = "port", env = "FLAGD_MANAGEMENT_PORT")]
+    pub port: Option<u16>,
+    /// Budget for the whole request (e.g. `2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+impl ProbeArgs {
+    /// The probe of `path`: port from the flag or environment, else from a local `--config`
+    /// file (so a probe finds the port the daemon was configured with), else 8014.
+    pub fn probe(&self, path: &str, config: Option<&Path>) -> Result<Probe, ConfigError> {
+        let from_file = match config {
+            // A remote or missing config (e.g. `s3://...`) is the daemon's business, not ours.
+            Some(file) if file.is_file() => ConfigInput::from_file(file)?.management_port,
+            _ => None,
+        };
+        let port = self
+            .port
+            .or(from_file)
+            .unwrap_or(Settings::default().management_port);
+        Ok(Probe::local(port, path, self.timeout))
+    }
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a positive duration such as 2s or 500ms"))
 }
 
 /// `--log-format` values.
@@ -123,6 +165,56 @@ pub struct StartArgs {
     /// Fractional bucketing algorithm.
     #[arg(long, env = "FLAGD_FRACTIONAL_VERSION", value_enum)]
     pub fractional_version: Option<FractionalArg>,
+    /// AWS region for S3, SQS and SNS (default: the standard AWS chain).
+    #[arg(long, env = "FLAGPOLE_AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// Endpoint URL for S3, SQS and SNS (default: `AWS_ENDPOINT_URL[_S3|_SQS|_SNS]`, else AWS).
+    #[arg(long, env = "FLAGPOLE_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// SQS queue to long-poll for S3 change events and inline flag documents.
+    #[arg(long, env = "FLAGPOLE_SQS_QUEUE_URL")]
+    pub sqs_queue_url: Option<String>,
+    /// SNS topic to fan out from: each replica subscribes a queue of its own.
+    #[arg(long, env = "FLAGPOLE_SNS_TOPIC_ARN")]
+    pub sns_topic_arn: Option<String>,
+    /// Name prefix of the per-replica fan-out queues (default `flagpole-`).
+    #[arg(long, env = "FLAGPOLE_SQS_QUEUE_PREFIX")]
+    pub sqs_queue_prefix: Option<String>,
+    /// Messages per SQS receive, 1 to 10 (default 10).
+    #[arg(long, env = "FLAGPOLE_SQS_BATCH_SIZE")]
+    pub sqs_batch_size: Option<i32>,
+    /// Visibility timeout of received SQS messages (default 30s).
+    #[arg(long, env = "FLAGPOLE_SQS_VISIBILITY_TIMEOUT")]
+    pub sqs_visibility_timeout: Option<String>,
+    /// SQS long-poll wait, at most 20s (default 20s).
+    #[arg(long, env = "FLAGPOLE_SQS_WAIT_TIME")]
+    pub sqs_wait_time: Option<String>,
+    /// S3 poll interval without SQS, for sources without `interval` (default 5s).
+    #[arg(long, env = "FLAGPOLE_S3_POLL_INTERVAL")]
+    pub s3_poll_interval: Option<String>,
+    /// S3 safety-net poll interval while SQS delivers changes (default 300s).
+    #[arg(long, env = "FLAGPOLE_S3_SAFETY_POLL_INTERVAL")]
+    pub s3_safety_poll_interval: Option<String>,
+    /// This replica's name for its fan-out queue and poll jitter (default: ECS task id or
+    /// hostname).
+    #[arg(long, env = "FLAGPOLE_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
+    #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
+    pub metrics_key_limit: Option<usize>,
+    /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
+    #[arg(long, env = "FLAGD_DRAIN_DELAY")]
+    pub drain_delay: Option<String>,
+    /// Longest time draining may take before open connections are closed (default 10s).
+    #[arg(long, env = "FLAGD_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    /// flagd's sync-port ping policy; accepted and ignored: flagpole's HTTP/2 server
+    /// acknowledges every client ping and never enforces a minimum interval.
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_MIN_TIME")]
+    pub keep_alive_min_time: Option<String>,
+    /// flagd's sync-port ping policy; accepted and ignored (pings are always permitted).
+    #[arg(long, env = "FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub keep_alive_permit_without_stream: Option<bool>,
 }
 
 impl StartArgs {
@@ -180,22 +272,63 @@ impl StartArgs {
                 LogFormatArg::Json => LogFormat::Json,
             }),
             debug: None,
+            aws: {
+                let aws = AwsInput {
+                    region: self.aws_region.clone(),
+                    endpoint_url: self.aws_endpoint_url.clone(),
+                    sqs_queue_url: self.sqs_queue_url.clone(),
+                    sns_topic_arn: self.sns_topic_arn.clone(),
+                    sqs_queue_prefix: self.sqs_queue_prefix.clone(),
+                    sqs_batch_size: self.sqs_batch_size,
+                    sqs_visibility_timeout: duration(
+                        &self.sqs_visibility_timeout,
+                        "sqs-visibility-timeout",
+                    )?,
+                    sqs_wait_time: duration(&self.sqs_wait_time, "sqs-wait-time")?,
+                    s3_poll_interval: duration(&self.s3_poll_interval, "s3-poll-interval")?,
+                    s3_safety_poll_interval: duration(
+                        &self.s3_safety_poll_interval,
+                        "s3-safety-poll-interval",
+                    )?,
+                    replica_id: self.replica_id.clone(),
+                };
+                aws.check()?;
+                aws
+            },
+            metrics_key_limit: self.metrics_key_limit,
+            drain_delay: duration(&self.drain_delay, "drain-delay")?,
+            shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
+        })
+        .and_then(|input| {
+            // Validated like flagd so typos still fail, then ignored.
+            duration(&self.keep_alive_min_time, "keep-alive-min-time")?;
+            Ok(input)
         })
     }
 
     /// The daemon settings: these flags over the `--config` file over the defaults.
+    ///
+    /// A `--config s3://...` object is not read here: the sync layer fetches it (retrying
+    /// until it is readable) and follows its `sources` at run time.
     pub fn settings(
         &self,
         config: Option<&Path>,
         debug: Option<bool>,
     ) -> Result<Settings, ConfigError> {
+        let object = config
+            .and_then(Path::to_str)
+            .filter(|c| c.starts_with("s3://"))
+            .map(str::to_owned);
         let file = match config {
+            Some(_) if object.is_some() => ConfigInput::default(),
             Some(path) => ConfigInput::from_file(path)?,
             None => ConfigInput::default(),
         };
         let mut cli = self.input()?;
         cli.debug = debug;
-        Ok(cli.over(file).into_settings())
+        let mut settings = cli.over(file).into_settings();
+        settings.aws.config_object = object;
+        Ok(settings)
     }
 }
 
@@ -245,4 +378,65 @@ pub fn validate(files: &[PathBuf], out: &mut impl Write) -> std::io::Result<bool
         }
     }
     Ok(all_valid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(args: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(["flagpole", "start"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Start(start) => start.settings(None, None).map_err(|e| e.to_string()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn metrics_and_drain_flags() {
+        let s = start(&["--metrics-key-limit", "10", "--drain-delay", "5s"]).unwrap();
+        assert_eq!(s.metrics_key_limit, 10);
+        assert_eq!(s.drain_delay, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn flagd_sync_keepalive_flags_are_accepted_and_checked() {
+        assert!(start(&[
+            "--keep-alive-min-time",
+            "30s",
+            "--keep-alive-permit-without-stream=false"
+        ])
+        .is_ok());
+        assert!(start(&["--keep-alive-min-time", "often"]).is_err());
+    }
+
+    #[test]
+    fn an_s3_config_is_followed_not_read() {
+        let cli = Cli::try_parse_from([
+            "flagpole",
+            "start",
+            "--config",
+            "s3://bucket/flagpole.yaml",
+            "--sns-topic-arn",
+            "arn:aws:sns:us-east-1:1:flags",
+            "--sqs-wait-time",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Start(args) = cli.command else {
+            unreachable!()
+        };
+        let settings = args.settings(cli.config.as_deref(), None).unwrap();
+        assert_eq!(
+            settings.aws.config_object.as_deref(),
+            Some("s3://bucket/flagpole.yaml")
+        );
+        assert_eq!(
+            settings.aws.sqs_wait_time,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(settings.aws.notifications());
+        assert!(start(&["--sqs-batch-size", "0"]).is_err());
+    }
 }

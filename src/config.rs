@@ -23,6 +23,196 @@ pub struct SourceConfig {
     pub interval: Option<Duration>,
 }
 
+/// AWS-specific options: endpoint overrides, SQS change notifications, SNS fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Region for every AWS client (else the standard chain: `AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint for every AWS client (else `AWS_ENDPOINT_URL[_S3|_SQS|_SNS]`, else AWS).
+    pub endpoint_url: Option<String>,
+    /// `--config s3://...`: the configuration object whose `sources` are followed at run time.
+    pub config_object: Option<String>,
+    /// An SQS queue to long-poll for change events.
+    pub sqs_queue_url: Option<String>,
+    /// An SNS topic to fan out from: each replica creates, subscribes and deletes its own queue.
+    pub sns_topic_arn: Option<String>,
+    /// Name prefix of the per-replica fan-out queues.
+    pub sqs_queue_prefix: String,
+    /// Messages per SQS receive (1..=10).
+    pub sqs_batch_size: i32,
+    /// How long a received message stays invisible while it is handled.
+    pub sqs_visibility_timeout: Duration,
+    /// SQS long-poll wait (0..=20 s).
+    pub sqs_wait_time: Duration,
+    /// S3 poll interval of sources without their own `interval` while no SQS is configured.
+    pub s3_poll_interval: Duration,
+    /// S3 poll interval of sources without their own `interval` while SQS delivers changes
+    /// (a safety net for lost notifications).
+    pub s3_safety_poll_interval: Duration,
+    /// This replica's identity (queue name, poll jitter); else the ECS task id or hostname.
+    pub replica_id: Option<String>,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            endpoint_url: None,
+            config_object: None,
+            sqs_queue_url: None,
+            sns_topic_arn: None,
+            sqs_queue_prefix: "flagpole-".to_owned(),
+            sqs_batch_size: 10,
+            sqs_visibility_timeout: Duration::from_secs(30),
+            sqs_wait_time: Duration::from_secs(20),
+            s3_poll_interval: Duration::from_secs(5),
+            s3_safety_poll_interval: Duration::from_secs(300),
+            replica_id: None,
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Whether change events arrive through SQS (a queue or an SNS fan-out).
+    pub fn notifications(&self) -> bool {
+        self.sqs_queue_url.is_some() || self.sns_topic_arn.is_some()
+    }
+}
+
+/// The AWS options of one configuration layer (`None` = not given here).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AwsInput {
+    /// `aws-region`.
+    pub region: Option<String>,
+    /// `aws-endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `sqs-queue-url`.
+    pub sqs_queue_url: Option<String>,
+    /// `sns-topic-arn`.
+    pub sns_topic_arn: Option<String>,
+    /// `sqs-queue-prefix`.
+    pub sqs_queue_prefix: Option<String>,
+    /// `sqs-batch-size`.
+    pub sqs_batch_size: Option<i32>,
+    /// `sqs-visibility-timeout`.
+    pub sqs_visibility_timeout: Option<Duration>,
+    /// `sqs-wait-time`.
+    pub sqs_wait_time: Option<Duration>,
+    /// `s3-poll-interval`.
+    pub s3_poll_interval: Option<Duration>,
+    /// `s3-safety-poll-interval`.
+    pub s3_safety_poll_interval: Option<Duration>,
+    /// `replica-id`.
+    pub replica_id: Option<String>,
+}
+
+impl AwsInput {
+    fn from_map(map: &serde_json::Map<String, Value>) -> Result<AwsInput, ConfigError> {
+        let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+        let text = |key: &'static str| -> Result<Option<String>, ConfigError> {
+            Ok(get(key)
+                .map(|v| scalar(v, key))
+                .transpose()?
+                .filter(|s| !s.is_empty()))
+        };
+        let duration =
+            |key: &'static str| get(key).map(|v| parse_duration_value(v, key)).transpose();
+        let input = AwsInput {
+            region: text("aws-region")?,
+            endpoint_url: text("aws-endpoint-url")?,
+            sqs_queue_url: text("sqs-queue-url")?,
+            sns_topic_arn: text("sns-topic-arn")?,
+            sqs_queue_prefix: text("sqs-queue-prefix")?,
+            sqs_batch_size: get("sqs-batch-size")
+                .map(|v| number(v, "sqs-batch-size"))
+                .transpose()?,
+            sqs_visibility_timeout: duration("sqs-visibility-timeout")?,
+            sqs_wait_time: duration("sqs-wait-time")?,
+            s3_poll_interval: duration("s3-poll-interval")?,
+            s3_safety_poll_interval: duration("s3-safety-poll-interval")?,
+            replica_id: text("replica-id")?,
+        };
+        input.check()?;
+        Ok(input)
+    }
+
+    /// Rejects values AWS would refuse.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &'static str, message: &str| {
+            Err(ConfigError::Value {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.sqs_batch_size.is_some_and(|n| !(1..=10).contains(&n)) {
+            return fail("sqs-batch-size", "must be between 1 and 10");
+        }
+        if self
+            .sqs_wait_time
+            .is_some_and(|d| d > Duration::from_secs(20))
+        {
+            return fail("sqs-wait-time", "must be at most 20s");
+        }
+        if self
+            .sqs_visibility_timeout
+            .is_some_and(|d| d > Duration::from_secs(43_200))
+        {
+            return fail("sqs-visibility-timeout", "must be at most 12h");
+        }
+        for (key, value) in [
+            ("s3-poll-interval", self.s3_poll_interval),
+            ("s3-safety-poll-interval", self.s3_safety_poll_interval),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return fail(key, "must be more than 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// This layer with every value it lacks taken from `lower`.
+    pub fn over(self, lower: AwsInput) -> AwsInput {
+        AwsInput {
+            region: self.region.or(lower.region),
+            endpoint_url: self.endpoint_url.or(lower.endpoint_url),
+            sqs_queue_url: self.sqs_queue_url.or(lower.sqs_queue_url),
+            sns_topic_arn: self.sns_topic_arn.or(lower.sns_topic_arn),
+            sqs_queue_prefix: self.sqs_queue_prefix.or(lower.sqs_queue_prefix),
+            sqs_batch_size: self.sqs_batch_size.or(lower.sqs_batch_size),
+            sqs_visibility_timeout: self.sqs_visibility_timeout.or(lower.sqs_visibility_timeout),
+            sqs_wait_time: self.sqs_wait_time.or(lower.sqs_wait_time),
+            s3_poll_interval: self.s3_poll_interval.or(lower.s3_poll_interval),
+            s3_safety_poll_interval: self
+                .s3_safety_poll_interval
+                .or(lower.s3_safety_poll_interval),
+            replica_id: self.replica_id.or(lower.replica_id),
+        }
+    }
+
+    /// The settings, with defaults for whatever no layer gave.
+    pub fn into_settings(self) -> AwsSettings {
+        let d = AwsSettings::default();
+        AwsSettings {
+            region: self.region,
+            endpoint_url: self.endpoint_url,
+            config_object: None,
+            sqs_queue_url: self.sqs_queue_url,
+            sns_topic_arn: self.sns_topic_arn,
+            sqs_queue_prefix: self.sqs_queue_prefix.unwrap_or(d.sqs_queue_prefix),
+            sqs_batch_size: self.sqs_batch_size.unwrap_or(d.sqs_batch_size),
+            sqs_visibility_timeout: self
+                .sqs_visibility_timeout
+                .unwrap_or(d.sqs_visibility_timeout),
+            sqs_wait_time: self.sqs_wait_time.unwrap_or(d.sqs_wait_time),
+            s3_poll_interval: self.s3_poll_interval.unwrap_or(d.s3_poll_interval),
+            s3_safety_poll_interval: self
+                .s3_safety_poll_interval
+                .unwrap_or(d.s3_safety_poll_interval),
+            replica_id: self.replica_id,
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -81,6 +271,16 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Debug-level logging.
     pub debug: bool,
+    /// AWS options (S3 endpoints, SQS notifications, SNS fan-out, S3 configuration object).
+    pub aws: AwsSettings,
+    /// How many distinct flag keys get their own metric series (the rest share `__other__`).
+    pub metrics_key_limit: usize,
+    /// How long to keep serving after shutdown begins with readiness already failing, so
+    /// load balancers stop routing here before connections drain.
+    pub drain_delay: Duration,
+    /// Longest time draining may take once it starts (open streams, in-flight requests);
+    /// what is still open then is closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -103,6 +303,10 @@ impl Default for Settings {
             server_key_path: None,
             log_format: LogFormat::Console,
             debug: false,
+            aws: AwsSettings::default(),
+            metrics_key_limit: 2000,
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -178,6 +382,14 @@ pub struct ConfigInput {
     pub log_format: Option<LogFormat>,
     /// `debug`.
     pub debug: Option<bool>,
+    /// The AWS options.
+    pub aws: AwsInput,
+    /// `metrics-key-limit`.
+    pub metrics_key_limit: Option<usize>,
+    /// `drain-delay`.
+    pub drain_delay: Option<Duration>,
+    /// `shutdown-grace`.
+    pub shutdown_grace: Option<Duration>,
 }
 
 impl ConfigInput {
@@ -193,14 +405,27 @@ impl ConfigInput {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        ConfigInput::from_text(&text, is_json).map_err(|e| match e {
+            ConfigError::File { message, .. } => fail(message),
+            other => fail(other.to_string()),
+        })
+    }
+
+    /// Reads a config document's text: JSON when `is_json`, YAML otherwise (an empty YAML
+    /// document is an empty map).
+    pub fn from_text(text: &str, is_json: bool) -> Result<ConfigInput, ConfigError> {
+        let fail = |message: String| ConfigError::File {
+            path: PathBuf::new(),
+            message,
+        };
         let value: Value = if is_json {
-            serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?
+            serde_json::from_str(text).map_err(|e| fail(e.to_string()))?
         } else if text.trim().is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_yaml::from_str(&text).map_err(|e| fail(e.to_string()))?
+            serde_yaml::from_str(text).map_err(|e| fail(e.to_string()))?
         };
-        ConfigInput::from_value(&value).map_err(|e| fail(e.to_string()))
+        ConfigInput::from_value(&value)
     }
 
     /// Reads the keys of a parsed config document.
@@ -230,6 +455,9 @@ impl ConfigInput {
                 .map(|v| boolean(v, "disable-sync-metadata"))
                 .transpose()?,
             debug: get("debug").map(|v| boolean(v, "debug")).transpose()?,
+            metrics_key_limit: get("metrics-key-limit")
+                .map(|v| number(v, "metrics-key-limit"))
+                .transpose()?,
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
                 .transpose()?
@@ -240,10 +468,17 @@ impl ConfigInput {
                 .transpose()?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            aws: AwsInput::from_map(map)?,
             ..ConfigInput::default()
         };
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
+        }
+        if let Some(v) = get("shutdown-grace") {
+            input.shutdown_grace = Some(parse_duration_value(v, "shutdown-grace")?);
+        }
+        if let Some(v) = get("drain-delay") {
+            input.drain_delay = Some(parse_duration_value(v, "drain-delay")?);
         }
         if let Some(v) = get("keep-alive-interval") {
             input.keep_alive_interval = Some(parse_duration_value(v, "keep-alive-interval")?);
@@ -305,6 +540,10 @@ impl ConfigInput {
             fractional: self.fractional.or(lower.fractional),
             log_format: self.log_format.or(lower.log_format),
             debug: self.debug.or(lower.debug),
+            aws: self.aws.over(lower.aws),
+            metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            drain_delay: self.drain_delay.or(lower.drain_delay),
+            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
     }
 
@@ -343,6 +582,10 @@ impl ConfigInput {
             server_key_path: self.server_key_path,
             log_format: self.log_format.unwrap_or_default(),
             debug: self.debug.unwrap_or(false),
+            aws: self.aws.into_settings(),
+            metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
+            shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
     }
 }
@@ -719,6 +962,56 @@ mod tests {
         assert_eq!((settings.port, settings.sync_port), (3, 2));
         let uris: Vec<_> = settings.sources.iter().map(|s| s.uri.as_str()).collect();
         assert_eq!(uris, ["from-cli.json", "from-file.json"]);
+    }
+
+    #[test]
+    fn aws_options_from_a_config_document() {
+        let input = ConfigInput::from_value(&json!({
+            "sqs-queue-url": "https://sqs.eu-west-1.amazonaws.com/1/flags",
+            "sns-topic-arn": "arn:aws:sns:eu-west-1:1:flags",
+            "sqs-batch-size": 5,
+            "sqs-visibility-timeout": "1m",
+            "sqs-wait-time": "10s",
+            "s3-safety-poll-interval": "10m",
+            "aws-region": "eu-west-1"
+        }))
+        .unwrap();
+        let aws = input.into_settings().aws;
+        assert_eq!(aws.sqs_batch_size, 5);
+        assert_eq!(aws.sqs_visibility_timeout, Duration::from_secs(60));
+        assert_eq!(aws.sqs_wait_time, Duration::from_secs(10));
+        assert_eq!(aws.s3_safety_poll_interval, Duration::from_secs(600));
+        assert_eq!(aws.s3_poll_interval, Duration::from_secs(5));
+        assert_eq!(aws.sqs_queue_prefix, "flagpole-");
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert!(aws.notifications());
+        assert!(!AwsSettings::default().notifications());
+        for bad in [
+            json!({"sqs-batch-size": 11}),
+            json!({"sqs-wait-time": "21s"}),
+            json!({"s3-poll-interval": "0"}),
+            json!({"sqs-visibility-timeout": "soon"}),
+        ] {
+            assert!(ConfigInput::from_value(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metrics_key_limit_and_drain_delay() {
+        let defaults = ConfigInput::default().into_settings();
+        assert_eq!(defaults.metrics_key_limit, 2000);
+        assert_eq!(defaults.drain_delay, Duration::ZERO);
+        let settings = ConfigInput::from_value(&json!({
+            "metrics-key-limit": "50",
+            "drain-delay": "15s",
+            "shutdown-grace": "20s"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.metrics_key_limit, 50);
+        assert_eq!(settings.drain_delay, Duration::from_secs(15));
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
+        assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
     }
 
     #[test]

@@ -6,9 +6,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::service::{EvaluationServer, OfrepServer};
+use crate::service::management::{ManagementServer, Readiness};
+use crate::service::metrics::Metrics;
+use crate::service::sync::SyncServer;
+use crate::service::{EvaluationServer, OfrepServer, ServeError};
 use crate::store::Store;
 use crate::sync::Supervisor;
 
@@ -37,9 +42,6 @@ impl Listeners {
     }
 }
 
-/// How long OFREP requests may still take once the evaluation server has drained.
-const OFREP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
 async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
 }
@@ -55,45 +57,142 @@ pub enum DaemonError {
     Server(String),
 }
 
+/// Completes once `signal` has flipped to `true` (or its sender is gone).
+async fn until(mut signal: watch::Receiver<bool>) {
+    let _ = signal.wait_for(|set| *set).await;
+}
+
 /// Runs the daemon until `shutdown` completes, then drains and returns.
 ///
-/// Draining: the evaluation health turns NOT_SERVING, event streams receive
-/// `provider_shutdown`, in-flight requests finish, then the sources stop.
+/// Shutdown order: readiness fails at once (`/readyz`, management gRPC health), the daemon
+/// keeps serving for `drain_delay`, then the evaluation and sync ports drain (health
+/// NOT_SERVING, `provider_shutdown` to event streams, sync streams end, in-flight requests
+/// finish, bounded by `shutdown_grace`), the sources stop, and the management port closes
+/// last.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::start(&settings.sources, store.clone())?;
+    let supervisor = Supervisor::from_settings(&settings, store.clone())?;
+    let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
+    // `stopping`: shutdown has begun (readiness off); `drain`: the serving ports drain now;
+    // `closed`: everything else has stopped, the management port may close.
+    let (stopping_tx, stopping) = watch::channel(false);
+    let (drain_tx, drain) = watch::channel(false);
+    let (closed_tx, closed) = watch::channel(false);
 
-    // The management and sync ports are bound (so the ports are taken and
-    // configuration errors surface at start) but not served yet.
     let Listeners {
         evaluation,
-        management: _management,
-        sync: _sync,
+        management,
+        sync,
         ofrep,
     } = listeners;
 
-    let server = EvaluationServer::new(&settings, store);
-    // OFREP shares the evaluator and drains when the evaluation server does.
-    let ofrep = ofrep.map(|listener| {
-        let ofrep = OfrepServer::new(&settings, server.evaluator());
-        let draining = ofrep.draining();
-        tokio::spawn(ofrep.serve(listener, draining))
+    let management = management.map(|listener| {
+        let readiness = Readiness::new(supervisor.ready(), stopping.clone());
+        let server = ManagementServer::new(
+            metrics.clone(),
+            store.clone(),
+            supervisor.stats_reader(),
+            readiness,
+        );
+        tokio::spawn(server.serve(listener, until(closed)))
     });
-    let result = server
-        .serve(evaluation, supervisor.ready(), shutdown)
-        .await
-        .map_err(|e| DaemonError::Server(e.to_string()));
-    if let Some(mut ofrep) = ofrep {
-        match tokio::time::timeout(OFREP_GRACE, &mut ofrep).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "OFREP server failed"),
-            Ok(_) => {}
-            Err(_) => ofrep.abort(),
+    let sync = sync.map(|listener| {
+        let server = SyncServer::new(&settings, store.clone(), metrics.clone());
+        tokio::spawn(server.serve(listener, supervisor.ready(), until(drain.clone())))
+    });
+
+    let drain_delay = settings.drain_delay;
+    let begin_shutdown = async {
+        shutdown.await;
+        stopping_tx.send_replace(true);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                ?drain_delay,
+                "shutting down: not ready; draining after the delay"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+        drain_tx.send_replace(true);
+    };
+    let server = EvaluationServer::with_metrics(&settings, store, metrics.clone());
+    // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
+    let ofrep = ofrep.map(|listener| {
+        let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);
+        tokio::spawn(server.serve(listener, until(drain.clone())))
+    });
+    let evaluation = server.serve(evaluation, supervisor.ready(), until(drain));
+    tokio::pin!(evaluation);
+    let early = tokio::select! {
+        // Before shutdown the evaluation server only returns on error.
+        result = &mut evaluation => Some(result),
+        () = begin_shutdown => None,
+    };
+    // After an early error the other ports stop too.
+    stopping_tx.send_replace(true);
+    drain_tx.send_replace(true);
+
+    let drained = async {
+        let mut errors = Vec::new();
+        let evaluation_result = match early {
+            Some(result) => result,
+            None => evaluation.await,
+        };
+        if let Err(error) = evaluation_result {
+            errors.push(format!("evaluation: {error}"));
+        }
+        if let Some(task) = sync {
+            if let Some(error) = joined(task).await {
+                errors.push(format!("sync: {error}"));
+            }
+        }
+        if let Some(mut task) = ofrep {
+            // Idle HTTP/1 keep-alive clients must not hold the process open.
+            match tokio::time::timeout(OFREP_GRACE, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => errors.push(format!("ofrep: {error}")),
+                Ok(Err(error)) => errors.push(format!("ofrep: {error}")),
+                Err(_) => task.abort(),
+            }
+        }
+        errors
+    };
+    let grace = settings.shutdown_grace;
+    let mut errors = match tokio::time::timeout(grace, drained).await {
+        Ok(errors) => errors,
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace period expired; closing the remaining connections"
+            );
+            Vec::new()
+        }
+    };
+    supervisor.shutdown().await;
+    closed_tx.send_replace(true);
+    if let Some(task) = management {
+        if let Some(error) = joined(task).await {
+            errors.push(format!("management: {error}"));
         }
     }
-    supervisor.shutdown().await;
-    result
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DaemonError::Server(errors.join("; ")))
+    }
+}
+
+/// How long OFREP connections may take to finish once draining starts.
+const OFREP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The error a server task ended with, if any (a panic counts as one).
+async fn joined(task: JoinHandle<Result<(), ServeError>>) -> Option<String> {
+    match task.await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(error) => Some(error.to_string()),
+    }
 }

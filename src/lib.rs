@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod eval;
 pub mod flags;
+pub mod probe;
 pub mod service;
 pub mod store;
 pub mod sync;

@@ -389,7 +389,11 @@ async fn invalid_sources_fail_at_start() {
         ("flags.txt", "file", "unsupported file format"),
         ("flags.json", "carrier-pigeon", "unknown provider"),
         ("http://x/flags.json", "http", "not supported"),
-        ("s3://bucket/flags.json", "s3", "not implemented"),
+        (
+            "s3://bucket/flags.json?bogus=1",
+            "s3",
+            "unknown S3 URL option",
+        ),
     ] {
         let error = Supervisor::start(&[bad(uri, provider)], store.clone()).unwrap_err();
         assert!(

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use super::metrics::{EvaluationResult, Metrics};
 use super::wire::JsonStruct;
 use crate::config::Settings;
 use crate::eval::{
@@ -222,6 +223,8 @@ pub struct Evaluator {
     pub(super) streams: StreamSettings,
     /// Flips to `true` once when the daemon starts draining.
     pub(super) draining: watch::Receiver<bool>,
+    /// Where evaluation outcomes and open streams are counted.
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Evaluator {
@@ -247,7 +250,14 @@ impl Evaluator {
                 deadline: settings.stream_deadline,
             },
             draining,
+            metrics: Arc::new(Metrics::new(settings.metrics_key_limit)),
         }
+    }
+
+    /// This evaluator recording into `metrics` (shared with the management port).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Evaluates one flag as type `K` (ResolveBoolean, ResolveString, ...).
@@ -258,13 +268,43 @@ impl Evaluator {
         flag_key: &str,
         context: Option<JsonStruct>,
     ) -> Result<Outcome<K::Value>, Status> {
+        // A request with a bad selector is rejected, not evaluated: it is not counted.
         let selector = selector(headers)?;
+        let result = self.evaluate_selected::<K>(api, headers, &selector, flag_key, context);
+        self.record(flag_key, &result);
+        result
+    }
+
+    /// Counts one single-flag outcome in the evaluation metrics.
+    fn record<T>(&self, flag_key: &str, result: &Result<Outcome<T>, Status>) {
+        self.metrics.evaluation(
+            flag_key,
+            match result {
+                Ok(outcome) => EvaluationResult::Success {
+                    variant: outcome.variant.as_deref().unwrap_or(""),
+                    reason: outcome.reason,
+                },
+                Err(status) => EvaluationResult::Failure {
+                    code: error_code(status),
+                },
+            },
+        );
+    }
+
+    fn evaluate_selected<K: Kind>(
+        &self,
+        api: Api,
+        headers: &MetadataMap,
+        selector: &Selector,
+        flag_key: &str,
+        context: Option<JsonStruct>,
+    ) -> Result<Outcome<K::Value>, Status> {
         let context = self.context(api, headers, context);
         let snapshot = self.store.snapshot();
         let stored = snapshot
-            .get(flag_key, &selector)
+            .get(flag_key, selector)
             .ok_or_else(flag_not_found)?;
-        self.outcome::<K>(api, &selector, &stored.flag, &context, now())
+        self.outcome::<K>(api, selector, &stored.flag, &context, now())
     }
 
     /// Evaluates every flag visible under the request's selector as type `K`, in
@@ -282,10 +322,9 @@ impl Evaluator {
         let snapshot = self.store.snapshot();
         let now = now();
         for stored in snapshot.flags(&selector) {
-            each(
-                &stored.flag,
-                self.outcome::<K>(api, &selector, &stored.flag, &context, now),
-            );
+            let result = self.outcome::<K>(api, &selector, &stored.flag, &context, now);
+            self.record(&stored.flag.key, &result);
+            each(&stored.flag, result);
         }
         Ok(JsonStruct(selector_metadata(&selector)))
     }
@@ -359,21 +398,38 @@ impl Evaluator {
                 continue;
             };
             let metadata = metadata(&selector, flag);
-            let (reason, variant, value) = if flag.state == FlagState::Disabled {
-                (Reason::Disabled.as_str(), String::new(), zero)
+            let (reason, variant, value, failure) = if flag.state == FlagState::Disabled {
+                (Reason::Disabled.as_str(), String::new(), zero, None)
             } else {
                 match resolve(flag, &context, ValueType::Any, &self.options, now) {
                     Ok(resolution) => {
                         let variant = resolution.variant.unwrap_or_default().to_owned();
                         match resolution.value.and_then(|v| same_kind(&zero, v)) {
-                            Some(value) => (resolution.reason.as_str(), variant, value),
+                            Some(value) => (resolution.reason.as_str(), variant, value, None),
                             // The chosen variant's value is not of the default's type.
-                            None => (Reason::Error.as_str(), variant, zero),
+                            None => (
+                                Reason::Error.as_str(),
+                                variant,
+                                zero,
+                                Some(ErrorCode::TypeMismatch),
+                            ),
                         }
                     }
-                    Err(_) => (Reason::Error.as_str(), String::new(), zero),
+                    Err(e) => (Reason::Error.as_str(), String::new(), zero, Some(e.code)),
                 }
             };
+            self.metrics.evaluation(
+                &flag.key,
+                match failure {
+                    None => EvaluationResult::Success {
+                        variant: &variant,
+                        reason,
+                    },
+                    Some(code) => EvaluationResult::Failure {
+                        code: code.as_str(),
+                    },
+                },
+            );
             flags.push(AnyOutcome {
                 key: flag.key.clone(),
                 reason,
@@ -458,7 +514,18 @@ pub fn selector(headers: &MetadataMap) -> Result<Selector, Status> {
     Selector::parse(text).map_err(|_| invalid_selector(text))
 }
 
-fn invalid_selector(text: &str) -> Status {
+/// The error code of an evaluation failure, from the status [`status`] produced.
+fn error_code(status: &Status) -> &'static str {
+    match status.code() {
+        tonic::Code::NotFound => ErrorCode::FlagNotFound.as_str(),
+        tonic::Code::InvalidArgument => ErrorCode::TypeMismatch.as_str(),
+        tonic::Code::DataLoss => ErrorCode::ParseError.as_str(),
+        _ => ErrorCode::General.as_str(),
+    }
+}
+
+/// INVALID_ARGUMENT naming the selector key, as flagd words it.
+pub(super) fn invalid_selector(text: &str) -> Status {
     let key = text.split_once('=').map_or(text, |(key, _)| key);
     Status::invalid_argument(format!(
         "invalid selector key \"{key}\", valid keys: \"flagSetId\", \"source\""

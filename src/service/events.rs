@@ -90,6 +90,7 @@ impl Evaluator {
             None
         };
         let task = StreamTask {
+            _open: self.metrics.event_stream_opened(),
             tx,
             selector,
             snapshots: self.store.subscribe(),
@@ -103,6 +104,8 @@ impl Evaluator {
 }
 
 struct StreamTask<R> {
+    /// Counts this stream in `flagpole_event_streams_open` until it ends.
+    _open: super::metrics::StreamGuard,
     tx: mpsc::Sender<Result<R, Status>>,
     selector: Selector,
     snapshots: watch::Receiver<Arc<Snapshot>>,

@@ -1,12 +1,16 @@
-//! The network edge on port 8013: the flagd evaluation services (`flagd.evaluation.v1`,
-//! `flagd.evaluation.v2`, `schema.v1`) over gRPC, gRPC-Web and Connect, plus gRPC
-//! reflection and health; and OFREP on port 8016.
+//! The network edges: the flagd evaluation services (`flagd.evaluation.v1`,
+//! `flagd.evaluation.v2`, `schema.v1`) on port 8013 over gRPC, gRPC-Web and Connect with
+//! reflection and health; the management port 8014 ([`management`], [`metrics`]);
+//! `flagd.sync.v1` on 8015 ([`sync`]); and OFREP on 8016.
 //!
 //! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
 //! and a [`Context`](crate::eval::Context).
 
+pub mod management;
+pub mod metrics;
 pub mod proto;
 pub mod protojson;
+pub mod sync;
 pub mod wire;
 
 mod connect;

@@ -27,6 +27,7 @@ use tonic::{Code, Status};
 
 use super::cors::CorsOnOrigin;
 use super::evaluation::{self, AnyKind, Api, Evaluator, Outcome};
+use super::metrics::{HttpMetricsLayer, Metrics, OVERFLOW_LABEL};
 use super::protojson::normalize_numbers;
 use super::wire::JsonStruct;
 use crate::config::Settings;
@@ -39,6 +40,7 @@ pub struct OfrepServer {
     evaluator: Arc<Evaluator>,
     max_request_body: usize,
     cors: CorsOnOrigin,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl OfrepServer {
@@ -49,19 +51,33 @@ impl OfrepServer {
             evaluator,
             max_request_body: settings.max_request_body,
             cors: CorsOnOrigin::new(&settings.cors_origins),
+            metrics: None,
         }
+    }
+
+    /// Records request durations into `metrics` (`service_name="flagd-ofrep"`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> OfrepServer {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The routes (also usable without a listener, e.g. in tests).
     pub fn router(self) -> Router {
         let cors = self.cors.clone();
-        Router::new()
+        let metrics = self.metrics.clone();
+        let router = Router::new()
             .route("/ofrep/v1/evaluate/flags/{key}", post(single))
             .route("/ofrep/v1/evaluate/flags", post(bulk))
             .route("/ofrep/v1/evaluate/flags/", post(bulk))
             .fallback(not_found)
             .layer(cors)
-            .with_state(Arc::new(self))
+            .with_state(Arc::new(self));
+        match metrics {
+            Some(metrics) => {
+                router.layer(HttpMetricsLayer::new(metrics, "flagd-ofrep", ofrep_route))
+            }
+            None => router,
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
@@ -428,6 +444,15 @@ fn matches_etag(header: &HeaderValue, etag: &HeaderValue) -> bool {
         let tag = tag.trim();
         tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == ours
     })
+}
+
+/// The route template of an OFREP path, for metric labels (bounded: three values).
+fn ofrep_route(path: &str) -> &'static str {
+    match path.strip_prefix("/ofrep/v1/evaluate/flags") {
+        Some("" | "/") => "/ofrep/v1/evaluate/flags",
+        Some(key) if key.starts_with('/') => "/ofrep/v1/evaluate/flags/{key}",
+        _ => OVERFLOW_LABEL,
+    }
 }
 
 #[cfg(test)]

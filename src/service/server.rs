@@ -18,6 +18,7 @@ use tower::util::MapResponseLayer;
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
 use super::evaluation::Evaluator;
+use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
 use super::v1::V1;
@@ -51,6 +52,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct EvaluationServer {
     evaluator: Arc<Evaluator>,
+    metrics: Arc<Metrics>,
     draining: watch::Sender<bool>,
     max_request_body: usize,
     cors_origins: Vec<String>,
@@ -59,9 +61,21 @@ pub struct EvaluationServer {
 impl EvaluationServer {
     /// A server evaluating against `store`, configured from `settings`.
     pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
+        let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
+        EvaluationServer::with_metrics(settings, store, metrics)
+    }
+
+    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics`.
+    pub fn with_metrics(
+        settings: &Settings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> EvaluationServer {
         let (draining, draining_rx) = watch::channel(false);
+        let evaluator = Evaluator::new(settings, store, draining_rx).with_metrics(metrics.clone());
         EvaluationServer {
-            evaluator: Arc::new(Evaluator::new(settings, store, draining_rx)),
+            evaluator: Arc::new(evaluator),
+            metrics,
             draining,
             max_request_body: settings.max_request_body,
             cors_origins: settings.cors_origins.clone(),
@@ -108,10 +122,15 @@ impl EvaluationServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let evaluator = &self.evaluator;
-        // Outermost first: CORS, then Connect (answers everything that is not gRPC or
+        // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = Server::builder()
             .accept_http1(true)
+            .layer(HttpMetricsLayer::new(
+                self.metrics.clone(),
+                "flagd",
+                grpc_route,
+            ))
             .layer(CorsOnOrigin::new(&self.cors_origins))
             .layer(ConnectLayer::new(evaluator.clone(), self.max_request_body))
             .layer(tonic_web::GrpcWebLayer::new())

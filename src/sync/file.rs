@@ -15,7 +15,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch;
 
-use super::source::{Payload, Source, SourceContext, SourceFuture};
+use super::source::{Payload, RefreshResult, Source, SourceContext, SourceFuture};
 use crate::flags::Format;
 
 /// How long to wait after a filesystem event for the burst to settle.
@@ -152,7 +152,11 @@ impl FileSource {
                     }
                     read_now = true;
                 }
-                _ = ctx.refresh.notified() => read_now = true,
+                refresh = ctx.refresh.next() => {
+                    last_fingerprint = fingerprint(&self.path).ok();
+                    self.read(&ctx).await;
+                    refresh.complete(RefreshResult::Done);
+                }
                 _ = poll.tick() => {
                     let now = fingerprint(&self.path).ok();
                     if now != last_fingerprint {

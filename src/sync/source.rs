@@ -10,18 +10,18 @@
 //!   publishes nothing; a 200 publishes the body with the format from the key's extension or
 //!   the Content-Type. It also wakes on [`SourceContext::refresh`].
 //! - SQS: not a [`Source`] of its own. A notification task maps each S3 event (bucket/key) to
-//!   the configured source URI and calls
-//!   [`Supervisor::refresh`](super::Supervisor::refresh), which signals that source's
-//!   `refresh` handle; the S3 source then re-fetches immediately instead of waiting for its
-//!   next poll.
+//!   the configured source and sends it a [`Refresh`] request carrying an acknowledgement;
+//!   the S3 source re-fetches immediately and completes the request once the result has been
+//!   applied, so the message is deleted only after its effect is in the store.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::flags::{parse_document, Format};
 use crate::store::Store;
@@ -43,8 +43,8 @@ pub trait Source: Send + 'static {
 pub struct SourceContext {
     /// Where payloads go.
     pub sink: PayloadSink,
-    /// Signalled when someone (e.g. an SQS notification) asks for an immediate re-fetch.
-    pub refresh: Arc<Notify>,
+    /// Requests for an immediate re-fetch (e.g. from an SQS notification).
+    pub refresh: Refreshes,
     /// Completes when the daemon shuts down.
     pub shutdown: Shutdown,
 }
@@ -70,24 +70,128 @@ pub enum Outcome {
 }
 
 /// A shutdown signal sources can await (cloneable, level-triggered).
+///
+/// It fires when the daemon shuts down or, for a source removed at run time, when that one
+/// source is stopped.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown {
+    global: watch::Receiver<bool>,
+    local: Option<watch::Receiver<bool>>,
+}
 
 impl Shutdown {
     /// A signal and the sender that fires it.
     pub fn channel() -> (watch::Sender<bool>, Shutdown) {
         let (tx, rx) = watch::channel(false);
-        (tx, Shutdown(rx))
+        (
+            tx,
+            Shutdown {
+                global: rx,
+                local: None,
+            },
+        )
+    }
+
+    /// This signal, also fired by the returned sender (to stop one source alone).
+    pub(super) fn with_local(&self) -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (
+            tx,
+            Shutdown {
+                global: self.global.clone(),
+                local: Some(rx),
+            },
+        )
     }
 
     /// Completes once shutdown has been requested (or the supervisor is gone).
     pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|stop| *stop).await;
+        match self.local.as_mut() {
+            Some(local) => {
+                tokio::select! {
+                    _ = self.global.wait_for(|stop| *stop) => {}
+                    _ = local.wait_for(|stop| *stop) => {}
+                }
+            }
+            None => {
+                let _ = self.global.wait_for(|stop| *stop).await;
+            }
+        }
     }
 
     /// Whether shutdown has been requested.
     pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
+        *self.global.borrow() || self.local.as_ref().is_some_and(|l| *l.borrow())
+    }
+}
+
+/// What a re-fetch requested through [`Refreshes`] ended in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshResult {
+    /// The source was read and the outcome (applied, unchanged, rejected, gone) is final.
+    Done,
+    /// The source could not be read (unreachable, throttled); asking again later may help.
+    Failed(String),
+}
+
+/// One or more coalesced re-fetch requests; complete it after the fetch has been handled.
+///
+/// Dropping it without [`Refresh::complete`] reports a failure to every requester.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    acks: Vec<oneshot::Sender<RefreshResult>>,
+}
+
+impl Refresh {
+    /// Tells every requester how the re-fetch ended.
+    pub fn complete(self, result: RefreshResult) {
+        for ack in self.acks {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
+
+/// The receiving end of a source's re-fetch requests.
+#[derive(Debug)]
+pub struct Refreshes(mpsc::UnboundedReceiver<Option<oneshot::Sender<RefreshResult>>>);
+
+/// The sending end of a source's re-fetch requests (held by the supervisor).
+#[derive(Debug, Clone)]
+pub(super) struct RefreshHandle(mpsc::UnboundedSender<Option<oneshot::Sender<RefreshResult>>>);
+
+impl Refreshes {
+    /// A request channel: the handle asks, the source receives.
+    pub(super) fn channel() -> (RefreshHandle, Refreshes) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (RefreshHandle(tx), Refreshes(rx))
+    }
+
+    /// Waits for the next request and takes every other one already queued with it (they
+    /// are all satisfied by one fetch). Pends forever once no one can ask any more.
+    pub async fn next(&mut self) -> Refresh {
+        let Some(first) = self.0.recv().await else {
+            return std::future::pending().await;
+        };
+        let mut refresh = Refresh::default();
+        refresh.acks.extend(first);
+        while let Ok(more) = self.0.try_recv() {
+            refresh.acks.extend(more);
+        }
+        refresh
+    }
+}
+
+impl RefreshHandle {
+    /// Asks for a re-fetch without waiting for it; `false` if the source has stopped.
+    pub(super) fn request(&self) -> bool {
+        self.0.send(None).is_ok()
+    }
+
+    /// Asks for a re-fetch; the receiver learns how it ended (closed if the source stopped).
+    pub(super) fn request_with_ack(&self) -> oneshot::Receiver<RefreshResult> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.0.send(Some(tx));
+        rx
     }
 }
 
@@ -108,6 +212,14 @@ pub struct SourceStats {
     pub ready: bool,
     /// The most recent rejection reason, if any.
     pub last_error: Option<String>,
+    /// Failed read attempts (every retry counts; logs only mark state changes).
+    pub errors: u64,
+    /// Reads that transferred a document (for S3: GETs answered 200).
+    pub fetched: u64,
+    /// Reads answered "not modified" (for S3: conditional GETs answered 304).
+    pub not_modified: u64,
+    /// When the source was last read successfully (200, 304 or a definite "gone").
+    pub last_success: Option<SystemTime>,
 }
 
 /// The last thing a source delivered, to drop repeats.
@@ -129,6 +241,12 @@ pub(super) struct SourceState {
     ready: AtomicBool,
     last: Mutex<Option<Last>>,
     last_error: Mutex<Option<String>>,
+    errors: AtomicU64,
+    fetched: AtomicU64,
+    not_modified: AtomicU64,
+    last_success: Mutex<Option<SystemTime>>,
+    /// `false` once the source has been removed; guards every store write.
+    alive: Mutex<bool>,
 }
 
 impl SourceState {
@@ -143,7 +261,39 @@ impl SourceState {
             ready: AtomicBool::new(false),
             last: Mutex::new(None),
             last_error: Mutex::new(None),
+            errors: AtomicU64::new(0),
+            fetched: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+            last_success: Mutex::new(None),
+            alive: Mutex::new(true),
         }
+    }
+
+    /// Counts a successful read of something that is not a document (an SQS receive).
+    pub(super) fn count_success(&self) {
+        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Counts a failed read of something that is not a document; `true` when `reason` differs
+    /// from the previous failure (callers log only then).
+    pub(super) fn count_error(&self, reason: &str) -> bool {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = last.as_deref() != Some(reason);
+        *last = Some(reason.to_owned());
+        changed
+    }
+
+    /// Stops all further store writes of this source and removes its flags from `store`.
+    pub(super) fn retire(&self, store: &Store) {
+        let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
+        *alive = false;
+        store.remove(&self.uri);
+    }
+
+    pub(super) fn priority(&self) -> usize {
+        self.priority
     }
 
     pub(super) fn stats(&self) -> SourceStats {
@@ -159,6 +309,10 @@ impl SourceState {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            errors: self.errors.load(Ordering::Relaxed),
+            fetched: self.fetched.load(Ordering::Relaxed),
+            not_modified: self.not_modified.load(Ordering::Relaxed),
+            last_success: *self.last_success.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -197,7 +351,21 @@ impl Readiness {
         self.ready.subscribe()
     }
 
-    fn source_ready(&self) {
+    /// Counts one more source to wait for, unless readiness has already latched (sources
+    /// added later do not make a ready daemon unready); `true` if it was counted.
+    pub(super) fn add_pending(&self) -> bool {
+        let mut counted = false;
+        self.ready.send_if_modified(|ready| {
+            if !*ready {
+                self.pending.fetch_add(1, Ordering::AcqRel);
+                counted = true;
+            }
+            false
+        });
+        counted
+    }
+
+    pub(super) fn source_ready(&self) {
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.ready.send_replace(true);
             tracing::info!("all sync sources have applied a valid configuration: ready");
@@ -211,6 +379,25 @@ pub struct PayloadSink {
     state: Arc<SourceState>,
     store: Arc<Store>,
     readiness: Arc<Readiness>,
+    /// Whether this source still counts towards readiness (sources added after the daemon
+    /// became ready do not).
+    counted: bool,
+    /// Where a valid payload goes instead of the flag store (the S3 configuration object).
+    handler: Option<DocumentHandler>,
+}
+
+/// Consumes payloads that are not flag documents (e.g. the configuration object); an `Err`
+/// rejects the payload like an invalid flag document.
+#[derive(Clone)]
+pub(super) struct DocumentHandler(pub(super) Arc<HandlerFn>);
+
+/// The function behind a [`DocumentHandler`].
+pub(super) type HandlerFn = dyn Fn(&Payload) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for DocumentHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DocumentHandler")
+    }
 }
 
 impl PayloadSink {
@@ -218,12 +405,21 @@ impl PayloadSink {
         state: Arc<SourceState>,
         store: Arc<Store>,
         readiness: Arc<Readiness>,
+        counted: bool,
     ) -> PayloadSink {
         PayloadSink {
             state,
             store,
             readiness,
+            counted,
+            handler: None,
         }
+    }
+
+    /// This sink, handing valid payloads to `handler` instead of the store.
+    pub(super) fn with_handler(mut self, handler: DocumentHandler) -> PayloadSink {
+        self.handler = Some(handler);
+        self
     }
 
     /// The stored URI of the source this sink belongs to.
@@ -242,6 +438,14 @@ impl PayloadSink {
         if payload.bytes.iter().all(u8::is_ascii_whitespace) {
             return self.reject("empty document".into());
         }
+        if let Some(handler) = &self.handler {
+            if let Err(reason) = (handler.0)(&payload) {
+                return self.reject(reason);
+            }
+            self.state.applied.fetch_add(1, Ordering::Relaxed);
+            self.mark_ready();
+            return Outcome::Applied;
+        }
         // A parser bug must not end this source's task: treat a panic as a rejection.
         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             parse_document(&payload.bytes, payload.format)
@@ -258,7 +462,14 @@ impl PayloadSink {
             }
         }
         let flags = document.flags.len();
-        let snapshot = self.store.apply(self.state.priority, uri, document);
+        let snapshot = {
+            // Held across the apply so a source removed at run time cannot write afterwards.
+            let alive = self.state.alive.lock().unwrap_or_else(|e| e.into_inner());
+            if !*alive {
+                return Outcome::Unchanged;
+            }
+            self.store.apply(self.state.priority, uri, document)
+        };
         self.state.applied.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             source = uri,
@@ -266,10 +477,53 @@ impl PayloadSink {
             version = snapshot.version,
             "applied flag configuration"
         );
-        if !self.state.ready.swap(true, Ordering::AcqRel) {
+        self.mark_ready();
+        Outcome::Applied
+    }
+
+    fn mark_ready(&self) {
+        if !self.state.ready.swap(true, Ordering::AcqRel) && self.counted {
             self.readiness.source_ready();
         }
-        Outcome::Applied
+    }
+
+    /// Records a successful read that transferred a document (call before [`Self::publish`]).
+    pub fn fetched(&self) {
+        self.state.fetched.fetch_add(1, Ordering::Relaxed);
+        self.succeeded();
+    }
+
+    /// Records a successful read that found the document unchanged (HTTP 304).
+    pub fn not_modified(&self) {
+        self.state.not_modified.fetch_add(1, Ordering::Relaxed);
+        self.succeeded();
+    }
+
+    /// Notes a successful read; after an outage, logs the recovery once.
+    fn succeeded(&self) {
+        *self
+            .state
+            .last_success
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
+        let mut last = self.state.last.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*last, Some(Last::Unavailable(_))) {
+            // Forget the outage so the same failure is logged again if it comes back.
+            *last = None;
+            tracing::info!(source = %self.state.uri, "source is readable again");
+        }
+    }
+
+    /// Reports a failed read attempt: counted every time, logged only when the reason
+    /// changes (see [`Self::unavailable`]).
+    pub fn read_failed(&self, reason: impl std::fmt::Display) -> Outcome {
+        self.state.errors.fetch_add(1, Ordering::Relaxed);
+        self.unavailable(reason)
+    }
+
+    /// Whether this source has applied a valid configuration at least once.
+    pub fn is_ready(&self) -> bool {
+        self.state.ready.load(Ordering::Acquire)
     }
 
     /// Reports that the source cannot be read (deleted, unreachable, ...); the last good

@@ -1,8 +1,11 @@
 """Drives a running flagpole through the real OpenFeature Python flagd provider.
 
-Used by tests/provider_python.rs. Prints one JSON object per line on stdout:
+Used by tests/provider_python.rs, in RPC mode (evaluation port) or in-process mode (sync
+port, evaluating locally with the provider's own flagd core). Prints one JSON object per
+line on stdout:
   {"step": "evaluate", ...details...} for each evaluation, then
-  {"step": "changed", "flags": [...], "delay_ms": N} after the flag file is rewritten.
+  {"step": "changed", "flags": [...], "delay_ms": N} after the flag file is rewritten, then
+  one more evaluation of string-flag.
 Exits non-zero if the provider never becomes ready or no change event arrives.
 """
 
@@ -24,11 +27,12 @@ def emit(**fields):
     print(json.dumps(fields, sort_keys=True), flush=True)
 
 
-def details_dict(kind, key, details):
+def details_dict(kind, key, details, targeting_key="user-1"):
     return {
         "step": "evaluate",
         "type": kind,
         "key": key,
+        "targeting_key": targeting_key,
         "value": details.value,
         "variant": details.variant,
         "reason": str(getattr(details.reason, "value", details.reason)),
@@ -77,6 +81,17 @@ def main():
     ]
     for kind, key, get, default in checks:
         emit(**details_dict(kind, key, get(key, default, ctx)))
+    # Fractional bucketing over several targeting keys (the in-process core hashes locally).
+    for i in range(20):
+        tk = f"user-{i}"
+        details = client.get_string_details(
+            "fractional-flag", "fallback", EvaluationContext(targeting_key=tk)
+        )
+        emit(**details_dict("string", "fractional-flag", details, tk))
+
+    # The in-process provider reports its initial sync as a change too: forget it.
+    changed.clear()
+    changed_flags.clear()
 
     with open(args.new_content, "rb") as src:
         content = src.read()

@@ -1,0 +1,247 @@
+//! The management port (8014, spec 7.1): `/healthz`, `/readyz`, `/metrics` over HTTP/1.1 and
+//! h2c, plus `grpc.health.v1` reflecting readiness.
+//!
+//! - `/healthz`: 200 while the process runs (the server is the last one to stop).
+//! - `/readyz`: 200 once every sync source has applied a configuration and shutdown has not
+//!   begun; otherwise 412 Precondition Failed, flagd's code, so probes and scripts written for
+//!   flagd keep working unchanged (any non-2xx fails Kubernetes, ECS and ALB checks alike).
+//! - `/metrics`: Prometheus text (see [`metrics`](super::metrics)).
+//!
+//! Like flagd, every HTTP method is accepted on these paths.
+//!
+//! `/readyz` also answers gRPC callers (`content-type: application/grpc`) with a gRPC status:
+//! OK when ready, UNAVAILABLE otherwise. An AWS ALB gRPC target group's health check reads
+//! only that status code, never the `grpc.health.v1` response body, so pointing it at
+//! `/readyz` on this port keeps tasks out of rotation until their flags are loaded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::metrics::{render_sources, Metrics};
+use super::server::ServeError;
+use crate::store::Store;
+use crate::sync::StatsReader;
+
+/// How long in-flight management requests may take once the port closes.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The content type of the Prometheus text format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the daemon should receive traffic: sources ready and not shutting down.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    ready: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Readiness {
+    /// Ready while `ready` (the supervisor's latch) is `true` and `stopping` is `false`.
+    pub fn new(ready: watch::Receiver<bool>, stopping: watch::Receiver<bool>) -> Readiness {
+        Readiness { ready, stopping }
+    }
+
+    /// Whether the daemon is ready now.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow() && !*self.stopping.borrow()
+    }
+
+    /// Whether the daemon is ready now, marking both inputs as seen for [`Self::changed`].
+    fn observe(&mut self) -> bool {
+        let ready = *self.ready.borrow_and_update();
+        let stopping = *self.stopping.borrow_and_update();
+        ready && !stopping
+    }
+
+    /// Completes after either input changes (or both senders are gone: never again).
+    async fn changed(&mut self) {
+        let ready_gone = self.ready.has_changed().is_err();
+        let stopping_gone = self.stopping.has_changed().is_err();
+        if ready_gone && stopping_gone {
+            std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            result = self.ready.changed(), if !ready_gone => { let _ = result; }
+            result = self.stopping.changed(), if !stopping_gone => { let _ = result; }
+        }
+    }
+}
+
+/// The management server, ready to [`serve`](ManagementServer::serve).
+#[derive(Debug, Clone)]
+pub struct ManagementServer {
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+    sources: StatsReader,
+    readiness: Readiness,
+}
+
+impl ManagementServer {
+    /// A server reporting `readiness`, and metrics from `metrics`, `store` and `sources`.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        store: Arc<Store>,
+        sources: StatsReader,
+        readiness: Readiness,
+    ) -> ManagementServer {
+        ManagementServer {
+            metrics,
+            store,
+            sources,
+            readiness,
+        }
+    }
+
+    /// The whole `/metrics` body.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.metrics.render(&mut out);
+        render_sources(
+            &mut out,
+            &self.store.sources(),
+            &self.sources.stats(),
+            SystemTime::now(),
+        );
+        out
+    }
+
+    /// Serves on `listener` until `shutdown` completes (the daemon completes it last, after
+    /// every other port has drained).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let health_task = tokio::spawn(report_health(health, self.readiness.clone()));
+
+        let readiness = self.readiness.clone();
+        let metrics = self.clone();
+        let http = axum::Router::new()
+            .route("/healthz", any(|| async { StatusCode::OK }))
+            .route(
+                "/readyz",
+                any(move |headers: axum::http::HeaderMap| {
+                    let ready = readiness.is_ready();
+                    async move { readyz_response(ready, &headers) }
+                }),
+            )
+            .route(
+                "/metrics",
+                any(move || {
+                    let body = metrics.render_metrics();
+                    async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
+                }),
+            );
+        let routes = Routes::from(http).add_service(health_service);
+
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving management (healthz, readyz, metrics, grpc health)");
+        }
+        let (stop_accepting, stopped) = oneshot::channel::<()>();
+        let server = Server::builder()
+            .accept_http1(true)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            });
+        tokio::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                let _ = stop_accepting.send(());
+                tokio::time::timeout(CLOSE_GRACE, server).await.unwrap_or(Ok(()))
+            }
+        };
+        health_task.abort();
+        result.map_err(ServeError::from)
+    }
+}
+
+/// Mirrors readiness into `grpc.health.v1` (the whole server, service name `""`).
+async fn report_health(health: HealthReporter, mut readiness: Readiness) {
+    loop {
+        let status = if readiness.observe() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        readiness.changed().await;
+    }
+}
+
+/// The `/readyz` answer: 200/412 for HTTP callers, a trailers-only gRPC status for gRPC ones.
+fn readyz_response(ready: bool, headers: &HeaderMap) -> Response {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    match (grpc, ready) {
+        (false, true) => StatusCode::OK.into_response(),
+        (false, false) => StatusCode::PRECONDITION_FAILED.into_response(),
+        (true, true) => {
+            // One empty message and an OK status in the trailers: a complete unary answer.
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let frames = futures_util::stream::iter([
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                    bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+                )),
+                Ok(http_body::Frame::trailers(trailers)),
+            ]);
+            let mut response = Response::new(axum::body::Body::new(
+                http_body_util::StreamBody::new(frames),
+            ));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            response
+        }
+        (true, false) => {
+            // Trailers-only: the status travels in the headers.
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("grpc-status", HeaderValue::from_static("14"));
+            headers.insert("grpc-message", HeaderValue::from_static("not ready"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_sources_and_no_shutdown() {
+        let (ready_tx, ready) = watch::channel(false);
+        let (stopping_tx, stopping) = watch::channel(false);
+        let readiness = Readiness::new(ready, stopping);
+        assert!(!readiness.is_ready());
+        ready_tx.send_replace(true);
+        assert!(readiness.is_ready());
+        stopping_tx.send_replace(true);
+        assert!(!readiness.is_ready());
+    }
+}

@@ -1,0 +1,126 @@
+//! End to end: the real daemon (gRPC on an ephemeral port) fed from S3 through moto, a
+//! change delivered by an S3 event notification on SQS and seen by a gRPC client.
+
+mod common;
+#[path = "support/moto.rs"]
+mod moto;
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::TestDaemon;
+use flagpole::service::proto::evaluation_v1 as v1;
+use moto::{s3_source, Moto};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn document(default: &str) -> String {
+    format!(
+        r#"{{"flags":{{"color":{{"state":"ENABLED","variants":{{"red":"RED","blue":"BLUE"}},"defaultVariant":"{default}"}}}}}}"#
+    )
+}
+
+async fn put(moto: &Moto, body: String) {
+    moto.s3()
+        .put_object()
+        .bucket("flags")
+        .key("flags.json")
+        .body(ByteStream::from(body.into_bytes()))
+        .send()
+        .await
+        .expect("PutObject");
+}
+
+#[tokio::test]
+async fn grpc_clients_see_an_s3_change_delivered_through_sqs() {
+    let moto = Moto::start();
+    moto.s3()
+        .create_bucket()
+        .bucket("flags")
+        .send()
+        .await
+        .unwrap();
+    put(&moto, document("red")).await;
+    let sqs = moto.sqs();
+    let queue = sqs
+        .create_queue()
+        .queue_name("changes")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap();
+    moto.s3()
+        .put_bucket_notification_configuration()
+        .bucket("flags")
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let endpoint = moto.endpoint();
+    let daemon = TestDaemon::start(&[], |settings| {
+        settings.aws = moto::settings(&endpoint, "e2e").aws;
+        settings.aws.sqs_queue_url = Some(queue.clone());
+        settings.sources = vec![s3_source("flags", "flags.json")];
+    })
+    .await;
+    let mut client = v1::service_client::ServiceClient::new(daemon.channel().await);
+    let resolve = |client: &mut v1::service_client::ServiceClient<_>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .resolve_string(v1::ResolveStringRequest {
+                    flag_key: "color".into(),
+                    context: None,
+                })
+                .await
+                .expect("ResolveString")
+                .into_inner()
+        }
+    };
+    let first = resolve(&mut client).await;
+    assert_eq!(
+        (first.value.as_str(), first.reason.as_str()),
+        ("RED", "STATIC")
+    );
+
+    put(&moto, document("blue")).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = resolve(&mut client).await;
+        if answer.value == "BLUE" {
+            assert_eq!(answer.variant, "blue");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "change never served"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    daemon.stop().await.expect("clean shutdown");
+}
