@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tests/conformance/run and tests/conformance/control (sourced, not executed):
 # preparing the testbed's flag directory and starting, probing and stopping flagpole.
 #
@@ -69,7 +70,7 @@ flagpole_start() {
   # shellcheck disable=SC1091
   source "$CONFORMANCE_WORK/ports"
   (
-    cd "$CONFORMANCE_WORK/testbed"
+    cd "$CONFORMANCE_WORK/testbed" || exit
     exec "$FLAGPOLE_BIN" start --config config.json \
       --port "$EVAL_PORT" --sync-port "$SYNC_PORT" \
       --management-port "$MGMT_PORT" --ofrep-port "$OFREP_PORT"
