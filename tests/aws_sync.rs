@@ -225,6 +225,20 @@ async fn unchanged_objects_cost_a_304_and_changes_are_polled() {
     .await;
     let s = stats_of(&supervisor, &uri);
     assert_eq!((s.fetched, s.applied, s.errors), (2, 2, 0));
+    let mut text = String::new();
+    let now = std::time::SystemTime::now();
+    flagpole::service::metrics::render_sources(
+        &mut text,
+        &store.sources(),
+        &supervisor.stats(),
+        now,
+    );
+    assert!(
+        text.contains(&format!(
+            "flagpole_source_fetches_total{{result=\"changed\",source=\"{uri}\"}} 2\n"
+        )),
+        "{text}"
+    );
     supervisor.shutdown().await;
 }
 
