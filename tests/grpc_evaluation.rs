@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use flagpole::service::proto::{evaluation_v1 as v1, evaluation_v2 as v2, schema_v1 as schema};
 use flagpole::service::wire::JsonStruct;
 use serde_json::{json, Value};
-use support::{replace_by_rename, TestDaemon};
+use support::{replace_by_rename, with_selector, TestDaemon};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
@@ -73,14 +73,6 @@ fn context(value: Value) -> Option<JsonStruct> {
 
 fn meta(metadata: Option<JsonStruct>) -> Value {
     Value::Object(metadata.expect("metadata is always set").0)
-}
-
-fn with_selector<T>(message: T, selector: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("flagd-selector", selector.parse().unwrap());
-    request
 }
 
 fn v1_bool(key: &str) -> v1::ResolveBooleanRequest {

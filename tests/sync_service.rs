@@ -12,7 +12,7 @@ use flagpole::service::proto::sync_v1::{
     FetchAllFlagsRequest, GetMetadataRequest, SyncFlagsRequest, SyncFlagsResponse,
 };
 use serde_json::{json, Value};
-use support::{http1, replace_by_rename, TestDaemon};
+use support::{http1, replace_by_rename, with_selector, TestDaemon};
 use tonic::{Code, Request, Streaming};
 
 /// Flag set `set-a` with an evaluator reference, set-level metadata and a per-flag override.
@@ -58,14 +58,6 @@ fn keys(document: &Value) -> Vec<String> {
         .keys()
         .cloned()
         .collect()
-}
-
-fn with_selector<T>(message: T, selector: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("flagd-selector", selector.parse().unwrap());
-    request
 }
 
 async fn next(stream: &mut Streaming<SyncFlagsResponse>) -> SyncFlagsResponse {

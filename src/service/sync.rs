@@ -17,19 +17,20 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::future::{pending, Future};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use super::evaluation::{invalid_selector, SELECTOR_HEADER};
+use super::events::deadline_at;
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use super::proto::sync_v1::{
@@ -252,13 +253,7 @@ impl SyncStream {
         if self.tx.send(Ok(first)).await.is_err() {
             return;
         }
-        let deadline = self.deadline;
-        let deadline = async move {
-            match deadline {
-                Some(at) => sleep_until(at).await,
-                None => pending().await,
-            }
-        };
+        let deadline = deadline_at(self.deadline);
         tokio::pin!(deadline);
         loop {
             tokio::select! {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use flagpole::config::SourceConfig;
 use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
 
 // Not every test binary launches a daemon.
 #[allow(unused_imports)]
@@ -70,4 +71,13 @@ pub fn replace_by_rename(path: &Path, content: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, content).expect("write temp");
     std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// `message` as a request carrying the `flagd-selector` header.
+pub fn with_selector<T>(message: T, selector: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("flagd-selector", selector.parse().unwrap());
+    request
 }
