@@ -58,8 +58,10 @@ COPY --from=builder /flagpole /flagpole
 USER 65532:65532
 # evaluation (gRPC, Connect), management (/healthz, /readyz, /metrics), sync (gRPC), OFREP
 EXPOSE 8013 8014 8015 8016
+# mimalloc commits whole arenas eagerly by default: 23 MB idle RSS instead of 10 MB.
 ENV FLAGD_LOG_FORMAT=json \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    MIMALLOC_ARENA_EAGER_COMMIT=0
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["/flagpole", "healthcheck"]
 ENTRYPOINT ["/flagpole"]

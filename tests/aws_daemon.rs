@@ -1,18 +1,16 @@
 //! End to end: the real daemon (gRPC on an ephemeral port) fed from S3 through moto, a
 //! change delivered by an S3 event notification on SQS and seen by a gRPC client.
 
-mod common;
-#[path = "support/moto.rs"]
-mod moto;
+mod support;
 
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
-use common::TestDaemon;
 use flagpole::service::proto::evaluation_v1 as v1;
-use moto::{s3_source, Moto};
+use support::moto::{self, s3_source, Moto};
+use support::TestDaemon;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -82,12 +80,13 @@ async fn grpc_clients_see_an_s3_change_delivered_through_sqs() {
         .unwrap();
 
     let endpoint = moto.endpoint();
-    let daemon = TestDaemon::start(&[], |settings| {
-        settings.aws = moto::settings(&endpoint, "e2e").aws;
-        settings.aws.sqs_queue_url = Some(queue.clone());
-        settings.sources = vec![s3_source("flags", "flags.json")];
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[])
+        .start(|settings, _| {
+            settings.aws = moto::settings(&endpoint, "e2e").aws;
+            settings.aws.sqs_queue_url = Some(queue.clone());
+            settings.sources = vec![s3_source("flags", "flags.json")];
+        })
+        .await;
     let mut client = v1::service_client::ServiceClient::new(daemon.channel().await);
     let resolve = |client: &mut v1::service_client::ServiceClient<_>| {
         let mut client = client.clone();

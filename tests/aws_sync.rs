@@ -2,8 +2,7 @@
 //! GETs, SQS change events in every shape, inline documents, poison messages, the S3
 //! configuration object, outages, and SNS fan-out to several replicas.
 
-#[path = "support/moto.rs"]
-mod moto;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +13,9 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use flagpole::config::Settings;
 use flagpole::store::{Selector, Store};
 use flagpole::sync::{SourceStats, Supervisor};
-use moto::{s3_source, s3_uri, settings, Moto};
 use serde_json::json;
+use support::eventually_within;
+use support::moto::{self, s3_source, s3_uri, settings, Moto};
 
 /// Upper bound for anything to happen; tests poll well below it.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -32,22 +32,6 @@ fn yaml_document(flag: &str, default: &str) -> String {
     format!(
         "flags:\n  {flag}:\n    state: ENABLED\n    variants:\n      a: A\n      b: B\n    defaultVariant: {default}\n"
     )
-}
-
-/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn variant(store: &Store, flag: &str) -> Option<String> {
@@ -209,7 +193,7 @@ async fn unchanged_objects_cost_a_304_and_changes_are_polled() {
     settings.sources = vec![source];
     let uri = settings.sources[0].uri.clone();
     let (store, supervisor) = started(&settings).await;
-    eventually("three conditional GETs answered 304", || {
+    eventually_within(PATIENCE, "three conditional GETs answered 304", || {
         let s = stats_of(&supervisor, &uri);
         async move { s.not_modified >= 3 }
     })
@@ -218,13 +202,27 @@ async fn unchanged_objects_cost_a_304_and_changes_are_polled() {
     assert_eq!((s.fetched, s.applied), (1, 1), "a 304 transfers nothing");
 
     put(&moto, "flags.json", &document("f", "b")).await;
-    eventually("polled change applied", || {
+    eventually_within(PATIENCE, "polled change applied", || {
         let v = variant(&store, "f");
         async move { v.as_deref() == Some("b") }
     })
     .await;
     let s = stats_of(&supervisor, &uri);
     assert_eq!((s.fetched, s.applied, s.errors), (2, 2, 0));
+    let mut text = String::new();
+    let now = std::time::SystemTime::now();
+    flagpole::service::metrics::render_sources(
+        &mut text,
+        &store.sources(),
+        &supervisor.stats(),
+        now,
+    );
+    assert!(
+        text.contains(&format!(
+            "flagpole_source_fetches_total{{result=\"changed\",source=\"{uri}\"}} 2\n"
+        )),
+        "{text}"
+    );
     supervisor.shutdown().await;
 }
 
@@ -257,18 +255,18 @@ async fn s3_notifications_through_sqs_trigger_a_refetch_then_the_message_is_dele
     settings.aws.sqs_queue_url = Some(queue.clone());
     let (store, supervisor) = started(&settings).await;
     // The s3:TestEvent moto sent is acknowledged and deleted.
-    eventually("test event deleted", || {
+    eventually_within(PATIENCE, "test event deleted", || {
         messages_in(&moto, &queue).then_zero()
     })
     .await;
 
     put(&moto, "my flags.json", &document("f", "b")).await;
-    eventually("change applied through SQS", || {
+    eventually_within(PATIENCE, "change applied through SQS", || {
         let v = variant(&store, "f");
         async move { v.as_deref() == Some("b") }
     })
     .await;
-    eventually("event deleted after the re-fetch", || {
+    eventually_within(PATIENCE, "event deleted after the re-fetch", || {
         messages_in(&moto, &queue).then_zero()
     })
     .await;
@@ -287,7 +285,7 @@ async fn s3_notifications_through_sqs_trigger_a_refetch_then_the_message_is_dele
         .send()
         .await
         .unwrap();
-    eventually("deletion seen", || {
+    eventually_within(PATIENCE, "deletion seen", || {
         let s = stats_of(&supervisor, &s3_uri(BUCKET, "my flags.json"));
         async move { s.unavailable == 1 }
     })
@@ -330,7 +328,7 @@ async fn sns_wrapped_and_eventbridge_messages_trigger_refetches() {
         "Message": s3_event.to_string()
     });
     send(&moto, &queue, &envelope.to_string()).await;
-    eventually("SNS-wrapped event applied", || {
+    eventually_within(PATIENCE, "SNS-wrapped event applied", || {
         let v = variant(&store, "f");
         async move { v.as_deref() == Some("b") }
     })
@@ -342,12 +340,12 @@ async fn sns_wrapped_and_eventbridge_messages_trigger_refetches() {
         "detail": {"bucket": {"name": BUCKET}, "object": {"key": "flags.json"}}
     });
     send(&moto, &queue, &eventbridge.to_string()).await;
-    eventually("EventBridge event applied", || {
+    eventually_within(PATIENCE, "EventBridge event applied", || {
         let v = variant(&store, "f");
         async move { v.as_deref() == Some("c") }
     })
     .await;
-    eventually("both messages deleted", || {
+    eventually_within(PATIENCE, "both messages deleted", || {
         messages_in(&moto, &queue).then_zero()
     })
     .await;
@@ -373,7 +371,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
         .to_string()
     };
     send(&moto, &queue, &inline("a")).await;
-    eventually("inline document applied", || {
+    eventually_within(PATIENCE, "inline document applied", || {
         let v = variant(&store, "promo");
         async move { v.as_deref() == Some("a") }
     })
@@ -386,7 +384,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
         .to_string();
     assert_eq!(promo, "inline:promo");
     send(&moto, &queue, &inline("b")).await;
-    eventually("inline document updated", || {
+    eventually_within(PATIENCE, "inline document updated", || {
         let v = variant(&store, "promo");
         async move { v.as_deref() == Some("b") }
     })
@@ -394,7 +392,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
     let yaml = json!({"flagpole": {"source": "inline:yaml", "format": "yaml",
                                    "document": yaml_document("y", "b")}});
     send(&moto, &queue, &yaml.to_string()).await;
-    eventually("YAML inline document applied", || {
+    eventually_within(PATIENCE, "YAML inline document applied", || {
         let v = variant(&store, "y");
         async move { v.as_deref() == Some("b") }
     })
@@ -405,7 +403,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
         &json!({"flagpole": {"source": "inline:promo", "document": null}}).to_string(),
     )
     .await;
-    eventually("inline source removed", || {
+    eventually_within(PATIENCE, "inline source removed", || {
         let v = variant(&store, "promo");
         async move { v.is_none() }
     })
@@ -415,7 +413,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
         Some("a"),
         "S3 source untouched"
     );
-    eventually("all inline messages deleted", || {
+    eventually_within(PATIENCE, "all inline messages deleted", || {
         messages_in(&moto, &queue).then_zero()
     })
     .await;
@@ -449,7 +447,8 @@ async fn poison_messages_stay_in_the_queue_for_the_redrive_policy() {
         &json!({"flagpole": {"source": "inline:ok", "document": {"flags": {}}}}).to_string(),
     )
     .await;
-    eventually(
+    eventually_within(
+        PATIENCE,
         "the good message applied and deleted, the two bad ones kept",
         || {
             let applied = store.sources().iter().any(|s| &*s.uri == "inline:ok");
@@ -517,7 +516,7 @@ async fn the_configuration_object_adds_and_removes_sources_at_run_time() {
     assert_eq!(variant(&store, "fb"), None);
 
     put(&moto, "flagpole.yaml", &config(&["a.json", "b.yaml"])).await;
-    eventually("source b added", || {
+    eventually_within(PATIENCE, "source b added", || {
         let v = variant(&store, "fb");
         async move { v.as_deref() == Some("b") }
     })
@@ -526,7 +525,7 @@ async fn the_configuration_object_adds_and_removes_sources_at_run_time() {
     assert_eq!(a.fetched, 1, "the unchanged source was not read again");
 
     put(&moto, "flagpole.yaml", &config(&["b.yaml"])).await;
-    eventually("source a removed", || {
+    eventually_within(PATIENCE, "source a removed", || {
         let v = variant(&store, "fa");
         async move { v.is_none() }
     })
@@ -549,7 +548,7 @@ async fn the_configuration_object_adds_and_removes_sources_at_run_time() {
         "sources: [{uri: x, provider: carrier-pigeon}]",
     )
     .await;
-    eventually("broken config rejected", || {
+    eventually_within(PATIENCE, "broken config rejected", || {
         let s = stats_of(&supervisor, &s3_uri(BUCKET, "flagpole.yaml"));
         async move { s.rejected == 1 }
     })
@@ -568,7 +567,7 @@ async fn s3_down_at_start_is_retried_until_it_answers() {
     let uri = settings.sources[0].uri.clone();
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::from_settings(&settings, store.clone()).expect("start anyway");
-    eventually("first failures counted", || {
+    eventually_within(PATIENCE, "first failures counted", || {
         let s = stats_of(&supervisor, &uri);
         async move { s.errors >= 1 }
     })
@@ -601,7 +600,7 @@ async fn s3_down_mid_run_keeps_serving_the_last_good_config() {
     let uri = settings.sources[0].uri.clone();
     let (store, supervisor) = started(&settings).await;
     moto.kill();
-    eventually("outage counted", || {
+    eventually_within(PATIENCE, "outage counted", || {
         let s = stats_of(&supervisor, &uri);
         async move { s.errors >= 2 }
     })
@@ -661,7 +660,7 @@ async fn three_replicas_on_one_sns_topic_each_serve_a_change() {
             .subscriptions
             .unwrap_or_default()
     };
-    eventually("three queues subscribed", || async {
+    eventually_within(PATIENCE, "three queues subscribed", || async {
         subscriptions().await.len() == 3
     })
     .await;
@@ -705,7 +704,7 @@ async fn three_replicas_on_one_sns_topic_each_serve_a_change() {
 
     put(&moto, "flags.json", &document("f", "b")).await;
     for (store, _) in &replicas {
-        eventually("every replica serves the change", || {
+        eventually_within(PATIENCE, "every replica serves the change", || {
             let v = variant(store, "f");
             async move { v.as_deref() == Some("b") }
         })
@@ -772,14 +771,17 @@ async fn a_fanout_queue_deleted_from_outside_is_created_again() {
             .unwrap_or_default()
             .len()
     };
-    eventually("queue subscribed", || async { subscriptions().await == 1 }).await;
+    eventually_within(PATIENCE, "queue subscribed", || async {
+        subscriptions().await == 1
+    })
+    .await;
     let url = queue_url().await.expect("fan-out queue");
     sqs.delete_queue().queue_url(&url).send().await.unwrap();
-    eventually("queue created again", || async {
+    eventually_within(PATIENCE, "queue created again", || async {
         queue_url().await.is_some()
     })
     .await;
-    eventually("one live subscription again", || async {
+    eventually_within(PATIENCE, "one live subscription again", || async {
         subscriptions().await == 1 && queue_url().await.is_some()
     })
     .await;
@@ -796,7 +798,7 @@ async fn a_fanout_queue_deleted_from_outside_is_created_again() {
         .send()
         .await
         .unwrap();
-    eventually("change delivered through the new queue", || {
+    eventually_within(PATIENCE, "change delivered through the new queue", || {
         let v = variant(&store, "f");
         async move { v.as_deref() == Some("b") }
     })

@@ -1,16 +1,16 @@
 //! Acceptance tests for Connect, gRPC-Web and CORS on port 8013: the real daemon
 //! in-process, plain HTTP/1.1 requests over real sockets.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 
-use common::http1::{self, Frames, Reply};
-use common::{replace_by_rename, TestDaemon};
 use flagpole::service::proto::{evaluation_v1 as v1, evaluation_v2 as v2};
 use http::{Method, StatusCode};
 use prost::Message as _;
 use serde_json::{json, Value};
+use support::http1::{self, Frames, Reply};
+use support::{replace_by_rename, TestDaemon};
 
 /// Flags of every type and outcome.
 const FLAGS: &str = r#"{
@@ -41,7 +41,9 @@ const FLAGS_B: &str = r#"{
 }"#;
 
 async fn start() -> TestDaemon {
-    TestDaemon::start(&[("a.json", FLAGS), ("b.json", FLAGS_B)], |_| {}).await
+    TestDaemon::with_files(&[("a.json", FLAGS), ("b.json", FLAGS_B)])
+        .start(|_, _| {})
+        .await
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -74,7 +76,7 @@ const SCHEMA: &str = "/schema.v1.Service";
 #[tokio::test]
 async fn v1_json_resolves_every_type() {
     let daemon = start().await;
-    let addr = daemon.addr;
+    let addr = daemon.evaluation;
     let call = |method: &str, key: &str| {
         let path = format!("{V1}/{method}");
         let body = json!({"flagKey": key});
@@ -142,7 +144,7 @@ async fn v1_json_resolves_every_type() {
 #[tokio::test]
 async fn v1_json_resolve_all() {
     let daemon = start().await;
-    let all = ok_json(daemon.addr, &format!("{V1}/ResolveAll"), json!({})).await;
+    let all = ok_json(daemon.evaluation, &format!("{V1}/ResolveAll"), json!({})).await;
     let flags = &all["flags"];
     assert_eq!(
         flags["bool-flag"],
@@ -158,7 +160,7 @@ async fn v1_json_resolve_all() {
     assert_eq!(all["metadata"], json!({}));
 
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &format!("{V1}/ResolveAll"),
         &[JSON, ("flagd-selector", "flagSetId=set-b")],
         "{}",
@@ -177,7 +179,7 @@ async fn v1_json_resolve_all() {
 #[tokio::test]
 async fn v2_json_resolves_with_presence() {
     let daemon = start().await;
-    let addr = daemon.addr;
+    let addr = daemon.evaluation;
     let call = |method: &str, key: &str| {
         let path = format!("{V2}/{method}");
         let body = json!({"flagKey": key});
@@ -227,14 +229,19 @@ async fn schema_v1_json() {
     let daemon = start().await;
     assert_eq!(
         ok_json(
-            daemon.addr,
+            daemon.evaluation,
             &format!("{SCHEMA}/ResolveString"),
             json!({"flagKey": "string-flag"})
         )
         .await["value"],
         "hello"
     );
-    let all = ok_json(daemon.addr, &format!("{SCHEMA}/ResolveAll"), json!({})).await;
+    let all = ok_json(
+        daemon.evaluation,
+        &format!("{SCHEMA}/ResolveAll"),
+        json!({}),
+    )
+    .await;
     // schema.v1 has no metadata in ResolveAll.
     assert_eq!(
         all["flags"]["bool-flag"],
@@ -245,23 +252,24 @@ async fn schema_v1_json() {
 
 #[tokio::test]
 async fn headers_select_and_map_into_the_context() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS), ("b.json", FLAGS_B)], |settings| {
-        settings
-            .header_context
-            .push(("X-Who".to_owned(), "who".to_owned()));
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS), ("b.json", FLAGS_B)])
+        .start(|settings, _| {
+            settings
+                .header_context
+                .push(("X-Who".to_owned(), "who".to_owned()));
+        })
+        .await;
     let path = format!("{V1}/ResolveString");
     let body = json!({"flagKey": "who-flag", "context": {"who": "request"}}).to_string();
-    let reply = http1::post(daemon.addr, &path, &[JSON], body.clone()).await;
+    let reply = http1::post(daemon.evaluation, &path, &[JSON], body.clone()).await;
     assert_eq!(reply.json()["value"], "request");
-    let reply = http1::post(daemon.addr, &path, &[JSON, ("x-who", "header")], body).await;
+    let reply = http1::post(daemon.evaluation, &path, &[JSON, ("x-who", "header")], body).await;
     assert_eq!(reply.json()["value"], "header");
 
     let path = format!("{V2}/ResolveBoolean");
     let body = json!({"flagKey": "b-only"}).to_string();
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[JSON, ("Flagd-Selector", "flagSetId=set-b")],
         body.clone(),
@@ -272,7 +280,7 @@ async fn headers_select_and_map_into_the_context() {
         json!({"value": true, "reason": "STATIC", "variant": "yes", "metadata": {"flagSetId": "set-b"}})
     );
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[JSON, ("flagd-selector", "flagSetId=other")],
         body.clone(),
@@ -280,7 +288,7 @@ async fn headers_select_and_map_into_the_context() {
     .await;
     assert_connect_error(&reply, StatusCode::NOT_FOUND, "not_found", "Flag not found");
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[JSON, ("flagd-selector", "bogus=1")],
         body,
@@ -305,7 +313,7 @@ async fn proto_unary() {
         context: None,
     };
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &format!("{V2}/ResolveInt"),
         &[("content-type", "application/proto")],
         request.encode_to_vec(),
@@ -324,7 +332,7 @@ async fn proto_unary() {
         context: None,
     };
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &format!("{V1}/ResolveInt"),
         &[("content-type", "application/proto")],
         request.encode_to_vec(),
@@ -339,7 +347,7 @@ async fn proto_unary() {
 #[tokio::test]
 async fn evaluation_errors_as_connect_errors() {
     let daemon = start().await;
-    let addr = daemon.addr;
+    let addr = daemon.evaluation;
     let reply = connect_json(
         addr,
         &format!("{V1}/ResolveBoolean"),
@@ -384,7 +392,7 @@ async fn evaluation_errors_as_connect_errors() {
 #[tokio::test]
 async fn protocol_errors() {
     let daemon = start().await;
-    let addr = daemon.addr;
+    let addr = daemon.evaluation;
     let path = format!("{V1}/ResolveBoolean");
 
     let reply = http1::send(addr, Method::GET, &path, &[JSON], "").await;
@@ -452,18 +460,19 @@ async fn protocol_errors() {
 
 #[tokio::test]
 async fn request_size_limit_is_resource_exhausted() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS)], |settings| {
-        settings.max_request_body = 200;
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .start(|settings, _| {
+            settings.max_request_body = 200;
+        })
+        .await;
     let path = format!("{V1}/ResolveBoolean");
     let big = json!({"flagKey": "bool-flag", "context": {"pad": "x".repeat(300)}});
-    let reply = connect_json(daemon.addr, &path, big).await;
+    let reply = connect_json(daemon.evaluation, &path, big).await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(reply.json()["code"], "resource_exhausted");
     let small = json!({"flagKey": "bool-flag"});
     assert_eq!(
-        connect_json(daemon.addr, &path, small).await.status,
+        connect_json(daemon.evaluation, &path, small).await.status,
         StatusCode::OK
     );
 
@@ -473,7 +482,7 @@ async fn request_size_limit_is_resource_exhausted() {
         context: None,
     };
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[("content-type", "application/grpc-web+proto")],
         http1::frame(0, &request.encode_to_vec()),
@@ -513,7 +522,7 @@ async fn next_json(frames: &mut Frames) -> (u8, Value) {
 #[tokio::test]
 async fn event_stream_over_connect() {
     let mut daemon = start().await;
-    let mut frames = open_stream(daemon.addr, V1, &[]).await;
+    let mut frames = open_stream(daemon.evaluation, V1, &[]).await;
     assert_eq!(
         next_json(&mut frames).await,
         (0, json!({"type": "provider_ready", "data": {}}))
@@ -531,7 +540,7 @@ async fn event_stream_over_connect() {
 
     // v2 and schema.v1 streams start the same way.
     for service in [V2, SCHEMA] {
-        let mut other = open_stream(daemon.addr, service, &[]).await;
+        let mut other = open_stream(daemon.evaluation, service, &[]).await;
         assert_eq!(next_json(&mut other).await.1["type"], "provider_ready");
     }
 
@@ -548,18 +557,19 @@ async fn event_stream_over_connect() {
 #[tokio::test]
 async fn event_stream_errors_end_the_stream() {
     let daemon = start().await;
-    let mut frames = open_stream(daemon.addr, V2, &[("flagd-selector", "bogus=1")]).await;
+    let mut frames = open_stream(daemon.evaluation, V2, &[("flagd-selector", "bogus=1")]).await;
     let (flags, end) = next_json(&mut frames).await;
     assert_eq!(flags, 2);
     assert_eq!(end["error"]["code"], "invalid_argument");
     assert!(frames.next().await.is_none());
 
     // The deadline ends a v1 stream with deadline_exceeded.
-    let daemon = TestDaemon::start(&[("a.json", FLAGS)], |settings| {
-        settings.stream_deadline = Some(std::time::Duration::from_millis(300));
-    })
-    .await;
-    let mut frames = open_stream(daemon.addr, V1, &[]).await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .start(|settings, _| {
+            settings.stream_deadline = Some(std::time::Duration::from_millis(300));
+        })
+        .await;
+    let mut frames = open_stream(daemon.evaluation, V1, &[]).await;
     assert_eq!(next_json(&mut frames).await.1["type"], "provider_ready");
     assert_eq!(
         next_json(&mut frames).await,
@@ -574,7 +584,7 @@ async fn event_stream_errors_end_the_stream() {
 async fn event_stream_over_connect_proto() {
     let daemon = start().await;
     let response = http1::open(
-        daemon.addr,
+        daemon.evaluation,
         Method::POST,
         &format!("{V1}/EventStream"),
         &[("content-type", "application/connect+proto")],
@@ -612,7 +622,7 @@ async fn grpc_web_unary() {
         context: None,
     };
     let response = http1::open(
-        daemon.addr,
+        daemon.evaluation,
         Method::POST,
         &format!("{V1}/ResolveString"),
         &[
@@ -645,7 +655,7 @@ async fn grpc_web_unary() {
         context: None,
     };
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &format!("{V1}/ResolveString"),
         &[("content-type", "application/grpc-web")],
         http1::frame(0, &request.encode_to_vec()),
@@ -684,7 +694,7 @@ async fn cors_preflight_and_exposed_headers() {
     let daemon = start().await;
     let path = format!("{V1}/ResolveBoolean");
     let reply = http1::send(
-        daemon.addr,
+        daemon.evaluation,
         Method::OPTIONS,
         &path,
         &[
@@ -710,7 +720,7 @@ async fn cors_preflight_and_exposed_headers() {
     );
 
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[JSON, ("origin", "https://app.example.com")],
         r#"{"flagKey":"bool-flag"}"#,
@@ -734,7 +744,7 @@ async fn cors_preflight_and_exposed_headers() {
         context: None,
     };
     let reply = http1::post(
-        daemon.addr,
+        daemon.evaluation,
         &path,
         &[
             ("content-type", "application/grpc-web+proto"),
@@ -752,19 +762,26 @@ async fn cors_preflight_and_exposed_headers() {
         .contains("grpc-status"));
 
     // No Origin: no CORS headers at all.
-    let reply = http1::post(daemon.addr, &path, &[JSON], r#"{"flagKey":"bool-flag"}"#).await;
+    let reply = http1::post(
+        daemon.evaluation,
+        &path,
+        &[JSON],
+        r#"{"flagKey":"bool-flag"}"#,
+    )
+    .await;
     assert!(reply.header("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn cors_origins_are_restricted_when_configured() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS)], |settings| {
-        settings.cors_origins = vec![
-            "https://app.example.com".to_owned(),
-            "https://*.example.org".to_owned(),
-        ];
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .start(|settings, _| {
+            settings.cors_origins = vec![
+                "https://app.example.com".to_owned(),
+                "https://*.example.org".to_owned(),
+            ];
+        })
+        .await;
     let path = format!("{V1}/ResolveBoolean");
     for (origin, allowed) in [
         ("https://app.example.com", true),
@@ -772,7 +789,7 @@ async fn cors_origins_are_restricted_when_configured() {
         ("https://evil.example.net", false),
     ] {
         let reply = http1::post(
-            daemon.addr,
+            daemon.evaluation,
             &path,
             &[JSON, ("origin", origin)],
             r#"{"flagKey":"bool-flag"}"#,

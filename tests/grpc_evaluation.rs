@@ -1,14 +1,14 @@
 //! Acceptance tests for port 8013: the real daemon in-process, real flag files, the
 //! generated tonic clients over real sockets.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{replace_by_rename, TestDaemon};
 use flagpole::service::proto::{evaluation_v1 as v1, evaluation_v2 as v2, schema_v1 as schema};
 use flagpole::service::wire::JsonStruct;
 use serde_json::{json, Value};
+use support::{replace_by_rename, with_selector, TestDaemon};
 use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
@@ -59,7 +59,9 @@ const FLAGS_TARGETING: &str = r#"{
 }"#;
 
 async fn start_ab() -> TestDaemon {
-    TestDaemon::start(&[("a.json", FLAGS_A), ("b.json", FLAGS_B)], |_| {}).await
+    TestDaemon::with_files(&[("a.json", FLAGS_A), ("b.json", FLAGS_B)])
+        .start(|_, _| {})
+        .await
 }
 
 fn context(value: Value) -> Option<JsonStruct> {
@@ -71,14 +73,6 @@ fn context(value: Value) -> Option<JsonStruct> {
 
 fn meta(metadata: Option<JsonStruct>) -> Value {
     Value::Object(metadata.expect("metadata is always set").0)
-}
-
-fn with_selector<T>(message: T, selector: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("flagd-selector", selector.parse().unwrap());
-    request
 }
 
 fn v1_bool(key: &str) -> v1::ResolveBooleanRequest {
@@ -504,7 +498,9 @@ async fn errors_map_to_flagd_status_codes() {
 
 #[tokio::test]
 async fn targeting_outcomes_and_engine_errors() {
-    let daemon = TestDaemon::start(&[("t.json", FLAGS_TARGETING)], |_| {}).await;
+    let daemon = TestDaemon::with_files(&[("t.json", FLAGS_TARGETING)])
+        .start(|_, _| {})
+        .await;
     let channel = daemon.channel().await;
     let mut c1 = V1Client::new(channel.clone());
     let mut c2 = V2Client::new(channel);
@@ -792,17 +788,19 @@ async fn selectors_pick_flag_set_or_source_and_are_reflected() {
 
 #[tokio::test]
 async fn context_priority_request_static_header() {
-    let daemon = TestDaemon::start(&[("t.json", FLAGS_TARGETING)], |settings| {
-        settings.header_context.push(("x-who".into(), "who".into()));
-    })
-    .await;
-    let static_daemon = TestDaemon::start(&[("t.json", FLAGS_TARGETING)], |settings| {
-        settings
-            .static_context
-            .insert("who".into(), json!("static"));
-        settings.header_context.push(("x-who".into(), "who".into()));
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("t.json", FLAGS_TARGETING)])
+        .start(|settings, _| {
+            settings.header_context.push(("x-who".into(), "who".into()));
+        })
+        .await;
+    let static_daemon = TestDaemon::with_files(&[("t.json", FLAGS_TARGETING)])
+        .start(|settings, _| {
+            settings
+                .static_context
+                .insert("who".into(), json!("static"));
+            settings.header_context.push(("x-who".into(), "who".into()));
+        })
+        .await;
 
     let who = |request_who: Option<&str>, header: Option<&str>| {
         let mut request = Request::new(v1::ResolveStringRequest {
@@ -876,10 +874,11 @@ async fn context_priority_request_static_header() {
 
 #[tokio::test]
 async fn request_size_limit_is_resource_exhausted() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS_A)], |settings| {
-        settings.max_request_body = 1024;
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS_A)])
+        .start(|settings, _| {
+            settings.max_request_body = 1024;
+        })
+        .await;
     let mut client = V1Client::new(daemon.channel().await);
 
     let small = client
@@ -1028,10 +1027,11 @@ async fn event_stream_v2_and_schema_v1_start_with_provider_ready() {
 
 #[tokio::test]
 async fn event_stream_keep_alive_after_silence() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS_A)], |settings| {
-        settings.keep_alive_interval = Duration::from_millis(100);
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS_A)])
+        .start(|settings, _| {
+            settings.keep_alive_interval = Duration::from_millis(100);
+        })
+        .await;
     let mut stream = V1Client::new(daemon.channel().await)
         .event_stream(v1::EventStreamRequest {})
         .await
@@ -1047,10 +1047,11 @@ async fn event_stream_keep_alive_after_silence() {
 
 #[tokio::test]
 async fn event_stream_deadline_ends_with_deadline_exceeded() {
-    let daemon = TestDaemon::start(&[("a.json", FLAGS_A)], |settings| {
-        settings.stream_deadline = Some(Duration::from_millis(200));
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS_A)])
+        .start(|settings, _| {
+            settings.stream_deadline = Some(Duration::from_millis(200));
+        })
+        .await;
     let mut stream = V2Client::new(daemon.channel().await)
         .event_stream(v2::EventStreamRequest {})
         .await
@@ -1207,11 +1208,13 @@ async fn health_is_not_serving_until_the_sources_are_ready() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
-    let daemon = TestDaemon::launch(&[("a.json", "{ not json")], |_| {}).await;
+    let daemon = TestDaemon::with_files(&[("a.json", "{ not json")])
+        .launch(|_, _| {})
+        .await;
     let channel = loop {
         // The listener is bound before `launch` returns; connecting can still race the accept loop.
         if let Ok(channel) =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.addr))
+            tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.evaluation))
                 .unwrap()
                 .connect()
                 .await

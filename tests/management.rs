@@ -14,7 +14,7 @@ use flagpole::service::proto::evaluation_v2::service_client::ServiceClient as V2
 use flagpole::service::proto::evaluation_v2::ResolveBooleanRequest as V2BooleanRequest;
 use flagpole::service::wire::JsonStruct;
 use serde_json::json;
-use support::{channel, eventually, file_source, http, replace_by_rename, FullDaemon};
+use support::{channel, eventually, file_source, http1, replace_by_rename, TestDaemon};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -148,14 +148,16 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
     matching.first().map(|s| s.value)
 }
 
-async fn scrape(daemon: &FullDaemon) -> Vec<Sample> {
-    let (status, body) = http(daemon.management, "GET", "/metrics").await.unwrap();
+async fn scrape(daemon: &TestDaemon) -> Vec<Sample> {
+    let (status, body) = http1::call(daemon.management(), "GET", "/metrics")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     parse_exposition(&body)
 }
 
-async fn grpc_health(daemon: &FullDaemon) -> i32 {
-    let mut health = HealthClient::new(channel(daemon.management).await);
+async fn grpc_health(daemon: &TestDaemon) -> i32 {
+    let mut health = HealthClient::new(channel(daemon.management()).await);
     health
         .check(HealthCheckRequest {
             service: String::new(),
@@ -167,8 +169,8 @@ async fn grpc_health(daemon: &FullDaemon) -> i32 {
 }
 
 /// `/readyz` called the way an ALB gRPC health check calls it; the gRPC status code.
-async fn grpc_readyz(daemon: &FullDaemon) -> tonic::Code {
-    let mut grpc = tonic::client::Grpc::new(channel(daemon.management).await);
+async fn grpc_readyz(daemon: &TestDaemon) -> tonic::Code {
+    let mut grpc = tonic::client::Grpc::new(channel(daemon.management()).await);
     grpc.ready().await.expect("management port reachable");
     let codec = tonic_prost::ProstCodec::<(), ()>::default();
     let path = http::uri::PathAndQuery::from_static("/readyz");
@@ -184,13 +186,18 @@ fn context(value: serde_json::Value) -> Option<JsonStruct> {
 
 #[tokio::test]
 async fn readyz_waits_for_the_first_configuration() {
-    let daemon = FullDaemon::launch(&[], |settings, dir| {
-        settings.sources = vec![file_source(&dir.join("later.json"))];
-    })
-    .await;
-    let (status, _) = http(daemon.management, "GET", "/healthz").await.unwrap();
+    let daemon = TestDaemon::full(&[])
+        .launch(|settings, dir| {
+            settings.sources = vec![file_source(&dir.join("later.json"))];
+        })
+        .await;
+    let (status, _) = http1::call(daemon.management(), "GET", "/healthz")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    let (status, body) = http(daemon.management, "GET", "/readyz").await.unwrap();
+    let (status, body) = http1::call(daemon.management(), "GET", "/readyz")
+        .await
+        .unwrap();
     assert_eq!(status, 412, "not ready before any configuration");
     assert!(body.is_empty());
     assert_eq!(grpc_health(&daemon).await, ServingStatus::NotServing as i32);
@@ -208,21 +215,24 @@ async fn readyz_waits_for_the_first_configuration() {
 #[tokio::test]
 async fn readiness_fails_as_soon_as_shutdown_begins() {
     // A long drain delay keeps every listener open after shutdown begins.
-    let mut daemon = FullDaemon::start(&[("flags.json", FLAGS)], |settings, _| {
-        settings.drain_delay = Duration::from_secs(120);
-    })
-    .await;
+    let mut daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|settings, _| {
+            settings.drain_delay = Duration::from_secs(120);
+        })
+        .await;
     daemon.begin_shutdown();
     eventually("readyz 412", || async {
         matches!(
-            http(daemon.management, "GET", "/readyz").await,
+            http1::call(daemon.management(), "GET", "/readyz").await,
             Ok((412, _))
         )
     })
     .await;
     assert_eq!(grpc_health(&daemon).await, ServingStatus::NotServing as i32);
     // Still alive and still serving evaluations: the listeners have not closed.
-    let (status, _) = http(daemon.management, "GET", "/healthz").await.unwrap();
+    let (status, _) = http1::call(daemon.management(), "GET", "/healthz")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let response = V1Client::new(channel(daemon.evaluation).await)
         .resolve_boolean(ResolveBooleanRequest {
@@ -237,20 +247,30 @@ async fn readiness_fails_as_soon_as_shutdown_begins() {
 
 #[tokio::test]
 async fn management_paths_accept_any_method() {
-    let daemon = FullDaemon::start(&[("flags.json", FLAGS)], |_, _| {}).await;
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|_, _| {})
+        .await;
     for method in ["GET", "POST", "HEAD", "PUT"] {
-        let (status, _) = http(daemon.management, method, "/healthz").await.unwrap();
+        let (status, _) = http1::call(daemon.management(), method, "/healthz")
+            .await
+            .unwrap();
         assert_eq!(status, 200, "{method} /healthz");
-        let (status, _) = http(daemon.management, method, "/readyz").await.unwrap();
+        let (status, _) = http1::call(daemon.management(), method, "/readyz")
+            .await
+            .unwrap();
         assert_eq!(status, 200, "{method} /readyz");
     }
-    let (status, _) = http(daemon.management, "GET", "/nope").await.unwrap();
+    let (status, _) = http1::call(daemon.management(), "GET", "/nope")
+        .await
+        .unwrap();
     assert_eq!(status, 404);
 }
 
 #[tokio::test]
 async fn metrics_count_exactly_the_evaluations_made() {
-    let daemon = FullDaemon::start(&[("flags.json", FLAGS)], |_, _| {}).await;
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|_, _| {})
+        .await;
     let mut v1 = V1Client::new(channel(daemon.evaluation).await);
     let mut v2 = V2Client::new(channel(daemon.evaluation).await);
     for _ in 0..3 {
@@ -423,7 +443,9 @@ async fn metrics_count_exactly_the_evaluations_made() {
 
 #[tokio::test]
 async fn rejected_payloads_and_open_event_streams_are_counted() {
-    let daemon = FullDaemon::start(&[("flags.json", FLAGS)], |_, _| {}).await;
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|_, _| {})
+        .await;
     let mut events = V1Client::new(channel(daemon.evaluation).await)
         .event_stream(EventStreamRequest::default())
         .await
@@ -459,10 +481,11 @@ async fn rejected_payloads_and_open_event_streams_are_counted() {
 
 #[tokio::test]
 async fn flag_keys_beyond_the_limit_share_one_series() {
-    let daemon = FullDaemon::start(&[("flags.json", FLAGS)], |settings, _| {
-        settings.metrics_key_limit = 1;
-    })
-    .await;
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|settings, _| {
+            settings.metrics_key_limit = 1;
+        })
+        .await;
     let mut v1 = V1Client::new(channel(daemon.evaluation).await);
     v1.resolve_boolean(ResolveBooleanRequest {
         flag_key: "bool-flag".into(),

@@ -1,14 +1,14 @@
 //! Acceptance tests for OFREP on port 8016: the real daemon in-process, plain HTTP/1.1
 //! requests over real sockets.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 
-use common::http1::{self, Reply};
-use common::{replace_by_rename, TestDaemon};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
+use support::http1::{self, Reply};
+use support::{replace_by_rename, TestDaemon};
 
 /// Flags without a flag set: every type and outcome.
 const FLAGS: &str = r#"{
@@ -40,7 +40,12 @@ const FLAGS_B: &str = r#"{
 }"#;
 
 async fn start() -> (TestDaemon, SocketAddr) {
-    TestDaemon::start_with_ofrep(&[("a.json", FLAGS), ("b.json", FLAGS_B)], |_| {}).await
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS), ("b.json", FLAGS_B)])
+        .ofrep()
+        .start(|_, _| {})
+        .await;
+    let ofrep = daemon.ofrep();
+    (daemon, ofrep)
 }
 
 const SINGLE: &str = "/ofrep/v1/evaluate/flags";
@@ -188,10 +193,13 @@ async fn selector_applies_and_is_reflected() {
 
 #[tokio::test]
 async fn context_merges_body_static_and_headers() {
-    let (_daemon, ofrep) = TestDaemon::start_with_ofrep(&[("a.json", FLAGS)], |settings| {
-        settings.header_context.push(("X-Who".into(), "who".into()));
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .ofrep()
+        .start(|settings, _| {
+            settings.header_context.push(("X-Who".into(), "who".into()));
+        })
+        .await;
+    let ofrep = daemon.ofrep();
     let body = r#"{"context": {"who": "request"}}"#;
     assert_eq!(
         single(ofrep, "who-flag", body).await.json()["value"],
@@ -201,12 +209,15 @@ async fn context_merges_body_static_and_headers() {
     let reply = http1::post(ofrep, &path, &[("x-who", "header")], body.to_owned()).await;
     assert_eq!(reply.json()["value"], "header");
 
-    let (_daemon, ofrep) = TestDaemon::start_with_ofrep(&[("a.json", FLAGS)], |settings| {
-        settings
-            .static_context
-            .insert("who".into(), json!("static"));
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .ofrep()
+        .start(|settings, _| {
+            settings
+                .static_context
+                .insert("who".into(), json!("static"));
+        })
+        .await;
+    let ofrep = daemon.ofrep();
     assert_eq!(
         single(ofrep, "who-flag", body).await.json()["value"],
         "static"
@@ -215,10 +226,13 @@ async fn context_merges_body_static_and_headers() {
 
 #[tokio::test]
 async fn body_size_limit_is_413() {
-    let (_daemon, ofrep) = TestDaemon::start_with_ofrep(&[("a.json", FLAGS)], |settings| {
-        settings.max_request_body = 100;
-    })
-    .await;
+    let daemon = TestDaemon::with_files(&[("a.json", FLAGS)])
+        .ofrep()
+        .start(|settings, _| {
+            settings.max_request_body = 100;
+        })
+        .await;
+    let ofrep = daemon.ofrep();
     let big = json!({"context": {"pad": "x".repeat(200)}}).to_string();
     for reply in [
         single(ofrep, "bool-flag", &big).await,

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use support::{eventually, file_source, replace_by_rename, FullDaemon};
+use support::{eventually, file_source, replace_by_rename, TestDaemon};
 
 /// A stand-in for the management port: answers `path -> status`, 404 for any other path,
 /// and reports each request line it received.
@@ -167,11 +167,12 @@ async fn probe_exit_code(subcommand: &'static str, port: u16) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_daemon_is_alive_but_not_ready_until_flags_load() {
-    let daemon = FullDaemon::launch(&[], |settings, dir| {
-        settings.sources = vec![file_source(&dir.join("later.json"))];
-    })
-    .await;
-    let port = daemon.management.port();
+    let daemon = TestDaemon::full(&[])
+        .launch(|settings, dir| {
+            settings.sources = vec![file_source(&dir.join("later.json"))];
+        })
+        .await;
+    let port = daemon.management().port();
     assert_eq!(probe_exit_code("healthcheck", port).await, Some(0));
     assert_eq!(probe_exit_code("ready", port).await, Some(1));
 
@@ -185,12 +186,13 @@ async fn real_daemon_is_alive_but_not_ready_until_flags_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_daemon_is_not_ready_while_draining_but_still_alive() {
-    let mut daemon = FullDaemon::start(&[("flags.json", FLAGS)], |settings, _| {
-        // Keeps every listener open after shutdown begins.
-        settings.drain_delay = Duration::from_secs(120);
-    })
-    .await;
-    let port = daemon.management.port();
+    let mut daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|settings, _| {
+            // Keeps every listener open after shutdown begins.
+            settings.drain_delay = Duration::from_secs(120);
+        })
+        .await;
+    let port = daemon.management().port();
     assert_eq!(probe_exit_code("ready", port).await, Some(0));
     daemon.begin_shutdown();
     eventually("flagpole ready exits 1", || async {

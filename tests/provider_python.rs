@@ -11,7 +11,7 @@ use std::process::Command;
 
 use flagpole::eval::FractionalVersion;
 use serde_json::{json, Value};
-use support::FullDaemon;
+use support::TestDaemon;
 
 const FLAGS: &str = include_str!("python/provider_flags.json");
 const CHANGED: &str = include_str!("python/provider_flags_changed.json");
@@ -33,7 +33,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs the driver in `mode` against `port`; returns its JSON lines.
-async fn drive(daemon: &FullDaemon, mode: &str, port: u16) -> Vec<Value> {
+async fn drive(daemon: &TestDaemon, mode: &str, port: u16) -> Vec<Value> {
     let new_content = daemon.dir.path().join("changed.json.src");
     std::fs::write(&new_content, CHANGED).unwrap();
     let mut command = Command::new(python());
@@ -104,11 +104,12 @@ fn change_event(lines: &[Value]) -> &Value {
         .expect("change step")
 }
 
-async fn start(fractional: FractionalVersion) -> FullDaemon {
-    FullDaemon::start(&[("flags.json", FLAGS)], |settings, _| {
-        settings.fractional = fractional;
-    })
-    .await
+async fn start(fractional: FractionalVersion) -> TestDaemon {
+    TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|settings, _| {
+            settings.fractional = fractional;
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +179,7 @@ async fn in_process_mode_matches_rpc_mode() {
     let rpc = drive(&daemon, "rpc", daemon.evaluation.port()).await;
     drop(daemon);
     let daemon = start(FractionalVersion::V3).await;
-    let in_process = drive(&daemon, "in-process", daemon.sync.port()).await;
+    let in_process = drive(&daemon, "in-process", daemon.sync().port()).await;
 
     let evaluations = |lines: &[Value]| -> Vec<Value> {
         lines
@@ -213,7 +214,7 @@ async fn default_fractional_bucketing_differs_from_the_python_core() {
     let rpc = drive(&daemon, "rpc", daemon.evaluation.port()).await;
     drop(daemon);
     let daemon = start(FractionalVersion::V2).await;
-    let in_process = drive(&daemon, "in-process", daemon.sync.port()).await;
+    let in_process = drive(&daemon, "in-process", daemon.sync().port()).await;
 
     let fractional = |lines: &[Value]| -> Vec<Value> {
         lines

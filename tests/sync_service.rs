@@ -12,7 +12,7 @@ use flagpole::service::proto::sync_v1::{
     FetchAllFlagsRequest, GetMetadataRequest, SyncFlagsRequest, SyncFlagsResponse,
 };
 use serde_json::{json, Value};
-use support::{http, replace_by_rename, FullDaemon};
+use support::{http1, replace_by_rename, with_selector, TestDaemon};
 use tonic::{Code, Request, Streaming};
 
 /// Flag set `set-a` with an evaluator reference, set-level metadata and a per-flag override.
@@ -41,11 +41,10 @@ const FILE_B_CHANGED: &str = r#"{"flags": {
   "new-flag": {"state": "ENABLED", "variants": {"y": "yes"}, "defaultVariant": "y"}
 }}"#;
 
-async fn start(configure: impl FnOnce(&mut flagpole::config::Settings)) -> FullDaemon {
-    FullDaemon::start(&[("a.json", FILE_A), ("b.json", FILE_B)], |settings, _| {
-        configure(settings)
-    })
-    .await
+async fn start(configure: impl FnOnce(&mut flagpole::config::Settings)) -> TestDaemon {
+    TestDaemon::full(&[("a.json", FILE_A), ("b.json", FILE_B)])
+        .start(|settings, _| configure(settings))
+        .await
 }
 
 fn document(response: &SyncFlagsResponse) -> Value {
@@ -61,14 +60,6 @@ fn keys(document: &Value) -> Vec<String> {
         .collect()
 }
 
-fn with_selector<T>(message: T, selector: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("flagd-selector", selector.parse().unwrap());
-    request
-}
-
 async fn next(stream: &mut Streaming<SyncFlagsResponse>) -> SyncFlagsResponse {
     tokio::time::timeout(support::PATIENCE, stream.message())
         .await
@@ -78,7 +69,7 @@ async fn next(stream: &mut Streaming<SyncFlagsResponse>) -> SyncFlagsResponse {
 }
 
 async fn sync_stream(
-    daemon: &FullDaemon,
+    daemon: &TestDaemon,
     request: Request<SyncFlagsRequest>,
 ) -> Streaming<SyncFlagsResponse> {
     daemon
@@ -338,7 +329,7 @@ async fn frequent_client_keepalive_pings_do_not_cut_the_stream() {
     let daemon = start(|_| {}).await;
     // A ping every 50 ms: grpc-go's default enforcement (one per 5 minutes, 2 strikes)
     // would answer GOAWAY ENHANCE_YOUR_CALM within the first few pings.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.sync))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", daemon.sync()))
         .unwrap()
         .http2_keep_alive_interval(Duration::from_millis(50))
         .keep_alive_timeout(Duration::from_secs(5))
@@ -385,12 +376,16 @@ async fn active_sync_streams_are_a_metric() {
     let mut stream = sync_stream(&daemon, Request::new(request)).await;
     next(&mut stream).await;
     let line = "feature_flag_flagd_sync_active_streams{provider_id=\"test-provider\",selector=\"flagSetId=set-a\"} 1\n";
-    let (status, body) = http(daemon.management, "GET", "/metrics").await.unwrap();
+    let (status, body) = http1::call(daemon.management(), "GET", "/metrics")
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains(line), "{body}");
     drop(stream);
     support::eventually("gauge series removed", || async {
-        let (_, body) = http(daemon.management, "GET", "/metrics").await.unwrap();
+        let (_, body) = http1::call(daemon.management(), "GET", "/metrics")
+            .await
+            .unwrap();
         !body.contains("test-provider")
     })
     .await;

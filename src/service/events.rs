@@ -120,13 +120,7 @@ impl<R: From<Event> + Send + 'static> StreamTask<R> {
         if !send(&self.tx, Event::ready()).await {
             return;
         }
-        let deadline = self.deadline;
-        let deadline = async move {
-            match deadline {
-                Some(at) => sleep_until(at).await,
-                None => pending().await,
-            }
-        };
+        let deadline = deadline_at(self.deadline);
         tokio::pin!(deadline);
         let keep_alive = self.keep_alive;
         let silence = sleep(keep_alive);
@@ -174,6 +168,14 @@ impl<R: From<Event> + Send + 'static> StreamTask<R> {
 /// Sends one event; `false` when the client has gone.
 async fn send<R: From<Event>>(tx: &mpsc::Sender<Result<R, Status>>, event: Event) -> bool {
     tx.send(Ok(R::from(event))).await.is_ok()
+}
+
+/// Completes at `deadline`, or never without one (streams without a deadline).
+pub(super) async fn deadline_at(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
 }
 
 #[cfg(test)]

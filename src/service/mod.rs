@@ -13,6 +13,8 @@ pub mod protojson;
 pub mod sync;
 pub mod wire;
 
+#[macro_use]
+mod adapter;
 mod connect;
 mod cors;
 mod evaluation;

@@ -4,121 +4,17 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
-
-use super::evaluation::{
-    AnyValue, Api, BoolKind, Evaluator, FloatKind, IntKind, ObjectKind, StringKind,
-};
-use super::events::{Event, EventStream};
-use super::proto::schema_v1::{self as pb, any_flag, service_server::Service};
+use super::evaluation::Evaluator;
+use super::proto::schema_v1 as pb;
 
 /// The schema.v1 adapter over the shared [`Evaluator`].
 #[derive(Debug, Clone)]
 pub struct SchemaV1(pub Arc<Evaluator>);
 
-macro_rules! service_impl {
-    ($adapter:ty, [$(($method:ident, $req:ident, $resp:ident, $kind:ty)),* $(,)?], { $($rest:tt)* }) => {
-        #[tonic::async_trait]
-        impl Service for $adapter {
-            $(
-            async fn $method(&self, request: Request<pb::$req>) -> Result<Response<pb::$resp>, Status> {
-                let (headers, _, request) = request.into_parts();
-                let outcome =
-                    self.0
-                        .evaluate::<$kind>(Api::SchemaV1, &headers, &request.flag_key, request.context)?;
-                Ok(Response::new(pb::$resp {
-                    value: outcome.value.unwrap_or_default().into(),
-                    reason: outcome.reason.to_owned(),
-                    variant: outcome.variant.unwrap_or_default(),
-                    metadata: Some(outcome.metadata),
-                }))
-            }
-            )*
-            $($rest)*
-        }
-    };
-}
-
-service_impl!(
+evaluation_service!(
     SchemaV1,
-    [
-        (
-            resolve_boolean,
-            ResolveBooleanRequest,
-            ResolveBooleanResponse,
-            BoolKind
-        ),
-        (
-            resolve_string,
-            ResolveStringRequest,
-            ResolveStringResponse,
-            StringKind
-        ),
-        (
-            resolve_float,
-            ResolveFloatRequest,
-            ResolveFloatResponse,
-            FloatKind
-        ),
-        (resolve_int, ResolveIntRequest, ResolveIntResponse, IntKind),
-        (
-            resolve_object,
-            ResolveObjectRequest,
-            ResolveObjectResponse,
-            ObjectKind
-        ),
-    ],
-    {
-        async fn resolve_all(
-            &self,
-            request: Request<pb::ResolveAllRequest>,
-        ) -> Result<Response<pb::ResolveAllResponse>, Status> {
-            let (headers, _, request) = request.into_parts();
-            let all = self
-                .0
-                .evaluate_all(Api::SchemaV1, &headers, request.context)?;
-            let flags = all
-                .flags
-                .into_iter()
-                .map(|flag| {
-                    let entry = pb::AnyFlag {
-                        reason: flag.reason.to_owned(),
-                        variant: flag.variant,
-                        value: Some(any_value(flag.value)),
-                    };
-                    (flag.key, entry)
-                })
-                .collect();
-            Ok(Response::new(pb::ResolveAllResponse { flags }))
-        }
-
-        type EventStreamStream = EventStream<pb::EventStreamResponse>;
-
-        async fn event_stream(
-            &self,
-            request: Request<pb::EventStreamRequest>,
-        ) -> Result<Response<Self::EventStreamStream>, Status> {
-            Ok(Response::new(
-                self.0.event_stream(Api::SchemaV1, request.metadata())?,
-            ))
-        }
-    }
+    SchemaV1,
+    value: |value| value.unwrap_or_default(),
+    variant: |variant| variant.unwrap_or_default(),
+    resolve_all: {},
 );
-
-fn any_value(value: AnyValue) -> any_flag::Value {
-    match value {
-        AnyValue::Bool(b) => any_flag::Value::BoolValue(b),
-        AnyValue::String(s) => any_flag::Value::StringValue(s),
-        AnyValue::Double(f) => any_flag::Value::DoubleValue(f),
-        AnyValue::Object(o) => any_flag::Value::ObjectValue(o),
-    }
-}
-
-impl From<Event> for pb::EventStreamResponse {
-    fn from(event: Event) -> Self {
-        pb::EventStreamResponse {
-            r#type: event.kind.to_owned(),
-            data: event.data,
-        }
-    }
-}

@@ -3,13 +3,14 @@
 //! and graceful draining.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt as _;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -154,27 +155,13 @@ impl EvaluationServer {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC, gRPC-Web, Connect)");
         }
-        // Latency matters more than packet count for small unary responses.
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
-        let (stop_accepting, stopped) = oneshot::channel::<()>();
-        let server = router.serve_with_incoming_shutdown(incoming, async {
-            let _ = stopped.await;
-        });
-        tokio::pin!(server);
-
-        let result = tokio::select! {
-            result = &mut server => Some(result),
-            () = shutdown => None,
-        };
-        let result = match result {
-            Some(early) => early,
-            None => {
-                tracing::info!("evaluation server draining");
-                self.draining.send_replace(true);
+        let result = serve_until_drained(
+            "evaluation server",
+            listener,
+            shutdown,
+            &self.draining,
+            |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
+            async {
                 // Stop the reporter first so it cannot flip health back to SERVING.
                 health_task.abort();
                 let _ = (&mut health_task).await;
@@ -183,16 +170,9 @@ impl EvaluationServer {
                         .set_service_status(name, ServingStatus::NotServing)
                         .await;
                 }
-                let _ = stop_accepting.send(());
-                match tokio::time::timeout(DRAIN_GRACE, server).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!("evaluation server: drain grace period expired");
-                        Ok(())
-                    }
-                }
-            }
-        };
+            },
+        )
+        .await;
         health_task.abort();
         result.map_err(ServeError::from)
     }
@@ -228,6 +208,59 @@ async fn report_health(
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
+        }
+    }
+}
+
+/// Accepted connections of a listener, with `TCP_NODELAY` set on each.
+pub(super) type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<TcpStream>> + Send>>;
+
+/// Resolves when a server should stop accepting connections.
+pub(super) type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the server `serve` builds on `listener` until it fails or `shutdown` completes; on
+/// shutdown it flags `draining`, runs `on_drain`, stops accepting and lets in-flight calls
+/// finish for at most [`DRAIN_GRACE`]. `name` labels the log lines.
+pub(super) async fn serve_until_drained<S>(
+    name: &str,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    draining: &watch::Sender<bool>,
+    serve: impl FnOnce(Incoming, StopAccepting) -> S,
+    on_drain: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error>
+where
+    S: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    // Latency matters more than packet count for small unary responses.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
+    let (stop_accepting, stopped) = oneshot::channel::<()>();
+    let server = serve(
+        Box::pin(incoming),
+        Box::pin(async {
+            let _ = stopped.await;
+        }),
+    );
+    tokio::pin!(server);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        result = &mut server => result,
+        () = &mut shutdown => {
+            tracing::info!("{name} draining");
+            draining.send_replace(true);
+            on_drain.await;
+            let _ = stop_accepting.send(());
+            match tokio::time::timeout(DRAIN_GRACE, server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("{name}: drain grace period expired");
+                    Ok(())
+                }
+            }
         }
     }
 }

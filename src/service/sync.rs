@@ -17,20 +17,20 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::future::{pending, Future};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::{sleep, sleep_until, Instant};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tokio_stream::StreamExt as _;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, Instant};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use super::evaluation::{invalid_selector, SELECTOR_HEADER};
+use super::events::deadline_at;
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use super::proto::sync_v1::{
@@ -38,7 +38,7 @@ use super::proto::sync_v1::{
     SyncFlagsRequest, SyncFlagsResponse,
 };
 use super::proto::FILE_DESCRIPTOR_SET;
-use super::server::ServeError;
+use super::server::{serve_until_drained, ServeError};
 use super::wire::JsonStruct;
 use crate::config::Settings;
 use crate::store::{Selector, Snapshot, Store};
@@ -51,9 +51,6 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a server PING may go unanswered before the connection is closed.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long in-flight calls may take to finish once draining starts.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Messages buffered per stream before the stream task waits for the client.
 const STREAM_BUFFER: usize = 4;
@@ -143,32 +140,16 @@ impl SyncServer {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving flagd.sync.v1 (gRPC)");
         }
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
-        let (stop_accepting, stopped) = oneshot::channel::<()>();
-        let server = router.serve_with_incoming_shutdown(incoming, async {
-            let _ = stopped.await;
-        });
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = &mut shutdown => {
-                tracing::info!("sync server draining");
-                self.draining.send_replace(true);
-                let _ = stop_accepting.send(());
-                match tokio::time::timeout(DRAIN_GRACE, server).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!("sync server: drain grace period expired");
-                        Ok(())
-                    }
-                }
-            }
-        };
-        result.map_err(ServeError::from)
+        serve_until_drained(
+            "sync server",
+            listener,
+            shutdown,
+            &self.draining,
+            |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
+            async {},
+        )
+        .await
+        .map_err(ServeError::from)
     }
 }
 
@@ -272,13 +253,7 @@ impl SyncStream {
         if self.tx.send(Ok(first)).await.is_err() {
             return;
         }
-        let deadline = self.deadline;
-        let deadline = async move {
-            match deadline {
-                Some(at) => sleep_until(at).await,
-                None => pending().await,
-            }
-        };
+        let deadline = deadline_at(self.deadline);
         tokio::pin!(deadline);
         loop {
             tokio::select! {

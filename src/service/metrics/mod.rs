@@ -294,8 +294,9 @@ impl Metrics {
     }
 }
 
-/// Appends the per-source sync gauges: last successful apply, payloads applied and rejected,
-/// readiness, and the age of the newest configuration.
+/// Appends the per-source sync metrics: configuration age (newest overall and per source),
+/// last apply and last successful read, payloads applied and rejected, readiness, read errors
+/// and fetch results. Labels are bounded: one `source` per configured source or queue.
 pub fn render_sources(
     out: &mut String,
     applied: &[SourceInfo],
@@ -314,6 +315,15 @@ pub fn render_sources(
     if let Some(newest) = applied.iter().map(|s| s.applied_at).max() {
         let age = now.duration_since(newest).unwrap_or_default();
         family.sample(&[], age.as_secs_f64());
+    }
+    let mut family = Family::gauge(
+        out,
+        "flagpole_source_configuration_age_seconds",
+        "Seconds since the source's current configuration was applied.",
+    );
+    for info in applied {
+        let age = now.duration_since(info.applied_at).unwrap_or_default();
+        family.sample(&[("source", &info.uri)], age.as_secs_f64());
     }
     let mut family = Family::gauge(
         out,
@@ -346,6 +356,46 @@ pub fn render_sources(
     );
     for s in stats {
         family.sample(&[("source", &s.uri)], if s.ready { 1.0 } else { 0.0 });
+    }
+    render_reads(out, stats, unix);
+}
+
+/// Appends the read-level series: successes, failures and what each fetch returned. Unlike
+/// the payload counters these move on every poll, so an outage shows even while the last good
+/// configuration keeps serving.
+fn render_reads(out: &mut String, stats: &[SourceStats], unix: impl Fn(SystemTime) -> f64) {
+    let mut family = Family::gauge(
+        out,
+        "flagpole_source_last_success_timestamp_seconds",
+        "Unix time of the source's last successful read (a document or a not-modified answer) or, for an SQS queue, receive.",
+    );
+    for s in stats {
+        if let Some(at) = s.last_success {
+            family.sample(&[("source", &s.uri)], unix(at));
+        }
+    }
+    let mut family = Family::counter(
+        out,
+        "flagpole_source_errors_total",
+        "Failed reads of the source or receives from the queue (every retry counts).",
+    );
+    for s in stats {
+        family.sample(&[("source", &s.uri)], s.errors as f64);
+    }
+    let mut family = Family::counter(
+        out,
+        "flagpole_source_fetches_total",
+        "Successful reads of the source by result: changed (a document was transferred, HTTP 200) or not_modified (HTTP 304).",
+    );
+    for s in stats {
+        family.sample(
+            &[("result", "changed"), ("source", &s.uri)],
+            s.fetched as f64,
+        );
+        family.sample(
+            &[("result", "not_modified"), ("source", &s.uri)],
+            s.not_modified as f64,
+        );
     }
 }
 
@@ -497,5 +547,80 @@ mod tests {
             out.contains("flagpole_source_ready{source=\"s3://b/k.json\"} 1\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn sources_render_every_series_exactly() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+        let s3 = "s3://b/k.json";
+        let queue = "https://sqs.eu-west-1.amazonaws.com/1/q";
+        let info = SourceInfo {
+            uri: s3.into(),
+            priority: 0,
+            flags: 3,
+            applied_at: now - Duration::from_secs(100),
+            applies: 2,
+        };
+        let stats = [
+            SourceStats {
+                uri: s3.into(),
+                provider: "s3".into(),
+                applied: 2,
+                rejected: 1,
+                unavailable: 1,
+                ready: true,
+                last_error: Some("timeout".into()),
+                errors: 7,
+                fetched: 2,
+                not_modified: 40,
+                last_success: Some(now - Duration::from_secs(5)),
+            },
+            SourceStats {
+                uri: queue.into(),
+                provider: "sqs".into(),
+                applied: 0,
+                rejected: 0,
+                unavailable: 0,
+                ready: false,
+                last_error: Some("unreachable".into()),
+                errors: 3,
+                fetched: 0,
+                not_modified: 0,
+                last_success: None,
+            },
+        ];
+        let mut out = String::new();
+        render_sources(&mut out, &[info], &stats, now);
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        let s3_label = format!("source=\"{s3}\"");
+        let q_label = format!("source=\"{queue}\"");
+        let expected = [
+            "flagpole_configuration_age_seconds 100".to_owned(),
+            format!("flagpole_source_configuration_age_seconds{{{s3_label}}} 100"),
+            format!("flagpole_source_last_sync_timestamp_seconds{{{s3_label}}} 1700000000"),
+            format!("flagpole_source_applied_payloads_total{{{s3_label}}} 2"),
+            format!("flagpole_source_applied_payloads_total{{{q_label}}} 0"),
+            format!("flagpole_source_rejected_payloads_total{{{s3_label}}} 1"),
+            format!("flagpole_source_rejected_payloads_total{{{q_label}}} 0"),
+            format!("flagpole_source_ready{{{s3_label}}} 1"),
+            format!("flagpole_source_ready{{{q_label}}} 0"),
+            format!("flagpole_source_last_success_timestamp_seconds{{{s3_label}}} 1700000095"),
+            format!("flagpole_source_errors_total{{{s3_label}}} 7"),
+            format!("flagpole_source_errors_total{{{q_label}}} 3"),
+            format!("flagpole_source_fetches_total{{result=\"changed\",{s3_label}}} 2"),
+            format!("flagpole_source_fetches_total{{result=\"not_modified\",{s3_label}}} 40"),
+            format!("flagpole_source_fetches_total{{result=\"changed\",{q_label}}} 0"),
+            format!("flagpole_source_fetches_total{{result=\"not_modified\",{q_label}}} 0"),
+        ];
+        assert_eq!(samples, expected, "{out}");
+        for family in [
+            "# TYPE flagpole_source_configuration_age_seconds gauge\n",
+            "# TYPE flagpole_source_last_success_timestamp_seconds gauge\n",
+            "# TYPE flagpole_source_errors_total counter\n",
+            "# TYPE flagpole_source_fetches_total counter\n",
+            "# HELP flagpole_source_errors_total Failed reads of the source or receives from the queue (every retry counts).\n",
+        ] {
+            assert!(out.contains(family), "{family} missing from\n{out}");
+        }
     }
 }
