@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, TopicConfiguration};
 use flagpole::config::Settings;
 use flagpole::store::{Selector, Store};
 use flagpole::sync::Supervisor;
@@ -143,31 +142,8 @@ fn main() {
         moto.s3().create_bucket().bucket(BUCKET).send().await.unwrap();
         put(&moto, 0).await;
         let sns = moto.sns();
-        let topic = sns
-            .create_topic()
-            .name("flag-changes")
-            .send()
-            .await
-            .unwrap()
-            .topic_arn
-            .unwrap();
-        moto.s3()
-            .put_bucket_notification_configuration()
-            .bucket(BUCKET)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .topic_configurations(
-                        TopicConfiguration::builder()
-                            .topic_arn(&topic)
-                            .events(Event::from("s3:ObjectCreated:*"))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let topic = moto.create_topic("flag-changes").await;
+        moto.notify_topic(BUCKET, &topic).await;
 
         println!("propagation delay, PutObject -> served by all {REPLICAS} replicas, {CHANGES} changes (moto on loopback)");
         let fanout = measure(

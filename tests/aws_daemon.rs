@@ -6,7 +6,6 @@ mod support;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use flagpole::service::proto::evaluation_v1 as v1;
 use support::moto::{self, s3_source, Moto};
@@ -61,23 +60,8 @@ async fn grpc_clients_see_an_s3_change_delivered_through_sqs() {
         .unwrap()
         .remove(&QueueAttributeName::QueueArn)
         .unwrap();
-    moto.s3()
-        .put_bucket_notification_configuration()
-        .bucket("flags")
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(Event::from("s3:ObjectCreated:*"))
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    moto.notify_queue("flags", &arn, &["s3:ObjectCreated:*"])
+        .await;
 
     let endpoint = moto.endpoint();
     let daemon = TestDaemon::with_files(&[])

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use flagpole::config::Settings;
 use flagpole::store::{Selector, Store};
@@ -232,24 +231,8 @@ async fn s3_notifications_through_sqs_trigger_a_refetch_then_the_message_is_dele
     create_bucket(&moto).await;
     put(&moto, "my flags.json", &document("f", "a")).await;
     let (queue, arn) = create_queue(&moto, "changes").await;
-    moto.s3()
-        .put_bucket_notification_configuration()
-        .bucket(BUCKET)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(Event::from("s3:ObjectCreated:*"))
-                        .events(Event::from("s3:ObjectRemoved:*"))
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("PutBucketNotificationConfiguration");
+    moto.notify_queue(BUCKET, &arn, &["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])
+        .await;
     let mut settings = settings(&moto.endpoint(), "r1");
     settings.sources = vec![s3_source(BUCKET, "my flags.json")];
     settings.aws.sqs_queue_url = Some(queue.clone());
@@ -618,31 +601,8 @@ async fn three_replicas_on_one_sns_topic_each_serve_a_change() {
     create_bucket(&moto).await;
     put(&moto, "flags.json", &document("f", "a")).await;
     let sns = moto.sns();
-    let topic = sns
-        .create_topic()
-        .name("flag-changes")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    moto.s3()
-        .put_bucket_notification_configuration()
-        .bucket(BUCKET)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .topic_configurations(
-                    TopicConfiguration::builder()
-                        .topic_arn(&topic)
-                        .events(Event::from("s3:ObjectCreated:*"))
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let topic = moto.create_topic("flag-changes").await;
+    moto.notify_topic(BUCKET, &topic).await;
     let mut replicas = Vec::new();
     for id in ["task-1", "task-2", "task-3"] {
         let mut settings = settings(&moto.endpoint(), id);
@@ -738,14 +698,7 @@ async fn a_fanout_queue_deleted_from_outside_is_created_again() {
     create_bucket(&moto).await;
     put(&moto, "flags.json", &document("f", "a")).await;
     let sns = moto.sns();
-    let topic = sns
-        .create_topic()
-        .name("flag-changes")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
+    let topic = moto.create_topic("flag-changes").await;
     let mut settings = settings(&moto.endpoint(), "task-9");
     settings.sources = vec![s3_source(BUCKET, "flags.json")];
     settings.aws.sns_topic_arn = Some(topic.clone());

@@ -16,6 +16,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
 use flagpole::config::{AwsSettings, Settings, SourceConfig};
 
 /// The region every test uses.
@@ -131,6 +132,55 @@ impl Moto {
     /// An SNS client for setting up and inspecting the test.
     pub fn sns(&self) -> aws_sdk_sns::Client {
         aws_sdk_sns::Client::new(&self.sdk())
+    }
+
+    /// Creates the SNS topic `name` and returns its ARN.
+    pub async fn create_topic(&self, name: &str) -> String {
+        self.sns()
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn
+            .expect("topic ARN")
+    }
+
+    /// Sends `bucket`'s ObjectCreated notifications to the SNS topic `topic_arn`.
+    pub async fn notify_topic(&self, bucket: &str, topic_arn: &str) {
+        let topic = TopicConfiguration::builder()
+            .topic_arn(topic_arn)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .build()
+            .expect("topic configuration");
+        let notifications = NotificationConfiguration::builder()
+            .topic_configurations(topic)
+            .build();
+        self.put_notifications(bucket, notifications).await;
+    }
+
+    /// Sends `bucket`'s notifications for `events` (e.g. `s3:ObjectCreated:*`) to the SQS
+    /// queue `queue_arn`.
+    pub async fn notify_queue(&self, bucket: &str, queue_arn: &str, events: &[&str]) {
+        let queue = QueueConfiguration::builder()
+            .queue_arn(queue_arn)
+            .set_events(Some(events.iter().map(|e| Event::from(*e)).collect()))
+            .build()
+            .expect("queue configuration");
+        let notifications = NotificationConfiguration::builder()
+            .queue_configurations(queue)
+            .build();
+        self.put_notifications(bucket, notifications).await;
+    }
+
+    async fn put_notifications(&self, bucket: &str, notifications: NotificationConfiguration) {
+        self.s3()
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(notifications)
+            .send()
+            .await
+            .expect("PutBucketNotificationConfiguration");
     }
 }
 
