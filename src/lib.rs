@@ -1,7 +1,8 @@
 //! flagpole: a flagd-compatible feature-flag evaluation daemon built for AWS.
 //!
-//! The crate is split the way flagd is: [`flags`] (the flag-definition model and its
-//! parser), [`eval`] (the compiled targeting engine and the resolution algorithm),
+//! The crate is split the way flagd is, lowest layer first: [`rules`] (the JSONLogic
+//! engine with flagd's operators), [`flags`] (the flag-definition model and its parser,
+//! built on rules), [`eval`] (the resolution algorithm),
 //! [`store`] (the merged configuration, swapped atomically), [`sync`] (sources that feed
 //! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod eval;
 pub mod flags;
 pub mod probe;
+pub mod rules;
 pub mod service;
 pub mod store;
 pub mod sync;

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::eval::{CompileError, Rule};
+use crate::rules::{CompileError, Rule};
 
 /// Whether a flag is served (`ENABLED`) or answers with reason `DISABLED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::evaluators::Evaluators;
 use super::yaml::parse_yaml;
 use super::{Flag, FlagState, Targeting};
-use crate::eval::Rule;
+use crate::rules::Rule;
 
 /// The serialization of a flag document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

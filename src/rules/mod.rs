@@ -11,7 +11,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::Context;
+/// The evaluation context as rules read it: a JSON object.
+pub type Context = serde_json::Map<String, serde_json::Value>;
 
 mod cbor;
 mod fractional;
