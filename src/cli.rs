@@ -202,6 +202,14 @@ pub struct StartArgs {
     /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
     #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
     pub metrics_key_limit: Option<usize>,
+    /// Largest flag document or configuration object a source may deliver, in bytes
+    /// (default 16 MiB); larger ones are refused and the last good one stays.
+    #[arg(long, env = "FLAGPOLE_MAX_DOCUMENT_SIZE")]
+    pub max_document_size: Option<usize>,
+    /// Directory keeping each source's last applied document; at start, a source that cannot
+    /// be reached is served from it (an S3 outage does not leave a restarted task empty).
+    #[arg(long, env = "FLAGPOLE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
@@ -296,6 +304,8 @@ impl StartArgs {
                 aws
             },
             metrics_key_limit: self.metrics_key_limit,
+            max_document_size: self.max_document_size,
+            cache_dir: self.cache_dir.clone(),
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
             shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })

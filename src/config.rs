@@ -275,6 +275,10 @@ pub struct Settings {
     pub aws: AwsSettings,
     /// How many distinct flag keys get their own metric series (the rest share `__other__`).
     pub metrics_key_limit: usize,
+    /// The largest document a source may deliver, in bytes.
+    pub max_document_size: usize,
+    /// Where each source's last applied document is kept (`None`: nowhere).
+    pub cache_dir: Option<PathBuf>,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -305,6 +309,8 @@ impl Default for Settings {
             debug: false,
             aws: AwsSettings::default(),
             metrics_key_limit: 2000,
+            max_document_size: crate::sync::limit::DEFAULT_MAX_DOCUMENT_SIZE,
+            cache_dir: None,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -386,6 +392,10 @@ pub struct ConfigInput {
     pub aws: AwsInput,
     /// `metrics-key-limit`.
     pub metrics_key_limit: Option<usize>,
+    /// `max-document-size`.
+    pub max_document_size: Option<usize>,
+    /// `cache-dir`.
+    pub cache_dir: Option<PathBuf>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
     /// `shutdown-grace`.
@@ -400,7 +410,13 @@ impl ConfigInput {
             path: path.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        // Read before any option is known, so the default bound applies.
+        let bytes = crate::sync::limit::read_file_blocking(
+            path,
+            crate::sync::limit::DEFAULT_MAX_DOCUMENT_SIZE,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;
         let is_json = path
             .extension()
             .and_then(|e| e.to_str())
@@ -423,7 +439,8 @@ impl ConfigInput {
         } else if text.trim().is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_yaml::from_str(text).map_err(|e| fail(e.to_string()))?
+            // The alias budget of flag documents: a config file may come from a store too.
+            crate::flags::parse_yaml(text.as_bytes()).map_err(fail)?
         };
         ConfigInput::from_value(&value)
     }
@@ -458,6 +475,14 @@ impl ConfigInput {
             metrics_key_limit: get("metrics-key-limit")
                 .map(|v| number(v, "metrics-key-limit"))
                 .transpose()?,
+            max_document_size: get("max-document-size")
+                .map(|v| number(v, "max-document-size"))
+                .transpose()?,
+            cache_dir: get("cache-dir")
+                .map(|v| scalar(v, "cache-dir"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
                 .transpose()?
@@ -542,6 +567,8 @@ impl ConfigInput {
             debug: self.debug.or(lower.debug),
             aws: self.aws.over(lower.aws),
             metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            max_document_size: self.max_document_size.or(lower.max_document_size),
+            cache_dir: self.cache_dir.or(lower.cache_dir),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
@@ -584,6 +611,8 @@ impl ConfigInput {
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            max_document_size: self.max_document_size.unwrap_or(defaults.max_document_size),
+            cache_dir: self.cache_dir,
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -721,14 +750,19 @@ pub fn parse_fractional(text: &str) -> Result<FractionalVersion, ConfigError> {
     }
 }
 
+/// The longest duration any option accepts (ten years): longer ones are configuration
+/// mistakes, and bounding them keeps every `Instant + duration` far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// Parses a Go-style duration (`30s`, `1m30s`, `500ms`, `1h`, `0`); a bare number is seconds.
+/// Negative, non-finite and longer than [`MAX_DURATION`] values are `None`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text.is_empty() {
         return None;
     }
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return bounded_seconds(seconds);
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -756,14 +790,21 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    bounded_seconds(total)
+}
+
+/// Seconds as a duration, without the panic of `Duration::from_secs_f64` on huge values.
+fn bounded_seconds(seconds: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 fn parse_duration_value(value: &Value, key: &'static str) -> Result<Duration, ConfigError> {
     let text = scalar(value, key)?;
     parse_duration(&text).ok_or(ConfigError::Value {
         key,
-        message: format!("`{text}` is not a duration such as 30s, 1m or 0"),
+        message: format!("`{text}` is not a duration such as 30s, 1m or 0 (at most ten years)"),
     })
 }
 
@@ -844,6 +885,23 @@ mod tests {
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        for text in [
+            "1e20",
+            "1e300",
+            "inf",
+            "NaN",
+            "99999999999999999999h",
+            "87660h1s",
+        ] {
+            assert_eq!(parse_duration(text), None, "{text}");
+        }
+        assert_eq!(parse_duration("87600h"), Some(MAX_DURATION));
+        let error = ConfigInput::from_value(&json!({"drain-delay": 1e20})).unwrap_err();
+        assert!(error.to_string().contains("drain-delay"), "{error}");
     }
 
     #[test]

@@ -107,3 +107,83 @@ async fn grpc_clients_see_an_s3_change_delivered_through_sqs() {
     }
     daemon.stop().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_restart_during_an_s3_outage_serves_the_cached_copy() {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let moto = Moto::start();
+    moto.s3()
+        .create_bucket()
+        .bucket("flags")
+        .send()
+        .await
+        .unwrap();
+    put(&moto, document("red")).await;
+    let endpoint = moto.endpoint();
+    let configure = |settings: &mut flagpole::config::Settings, _: &std::path::Path| {
+        settings.aws = moto::settings(&endpoint, "cache").aws;
+        settings.sources = vec![s3_source("flags", "flags.json")];
+        settings.cache_dir = Some(cache.path().to_owned());
+    };
+    // A first run fetches from S3 and leaves its copy in the cache directory.
+    let daemon = TestDaemon::with_files(&[])
+        .management()
+        .start(configure)
+        .await;
+    assert_eq!(color(&daemon).await.expect("served"), "RED");
+    daemon.stop().await.expect("clean shutdown");
+
+    // S3 goes away; a restarted daemon serves the cached copy and says so.
+    drop(moto);
+    let started = std::time::Instant::now();
+    let daemon = TestDaemon::with_files(&[])
+        .management()
+        .start(configure)
+        .await;
+    println!("ready from the cache {:?} after start", started.elapsed());
+    assert_eq!(color(&daemon).await.expect("served from cache"), "RED");
+    let (status, body) = support::http1::call(daemon.management(), "GET", "/readyz")
+        .await
+        .expect("readyz");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("served from --cache-dir") && body.contains("s3://flags/flags.json"),
+        "{body}"
+    );
+    let (_, metrics) = support::http1::call(daemon.management(), "GET", "/metrics")
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("flagpole_source_from_cache{source=\"s3://flags/flags.json")
+            && l.ends_with("} 1")),
+        "{metrics}"
+    );
+    daemon.stop().await.expect("clean shutdown");
+
+    // Without the cache directory the same outage leaves the daemon unready.
+    let daemon = TestDaemon::with_files(&[])
+        .management()
+        .launch(|settings, dir| {
+            configure(settings, dir);
+            settings.cache_dir = None;
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = support::http1::call(daemon.management(), "GET", "/readyz")
+        .await
+        .expect("readyz");
+    assert_eq!(status, 412, "nothing to serve without a cache");
+    daemon.stop().await.expect("clean shutdown");
+}
+
+async fn color(daemon: &TestDaemon) -> Result<String, tonic::Status> {
+    let mut client = v1::service_client::ServiceClient::new(daemon.channel().await);
+    client
+        .resolve_string(v1::ResolveStringRequest {
+            flag_key: "color".into(),
+            context: None,
+        })
+        .await
+        .map(|r| r.into_inner().value)
+}

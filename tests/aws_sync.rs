@@ -182,6 +182,30 @@ async fn initial_load_from_json_and_yaml_objects() {
 }
 
 #[tokio::test]
+async fn oversized_objects_are_refused_and_the_last_good_one_stays() {
+    let moto = Moto::start();
+    create_bucket(&moto).await;
+    put(&moto, "flags.json", &document("f", "a")).await;
+    let mut settings = settings(&moto.endpoint(), "r1");
+    settings.max_document_size = 4096;
+    settings.sources = vec![s3_source(BUCKET, "flags.json")];
+    let uri = settings.sources[0].uri.clone();
+    let (store, supervisor) = started(&settings).await;
+    assert_eq!(variant(&store, "f").as_deref(), Some("a"));
+
+    // Valid JSON, padded past the limit with whitespace.
+    let padded = format!("{}{}", document("f", "b"), " ".repeat(8192));
+    put(&moto, "flags.json", &padded).await;
+    eventually_within(PATIENCE, "the oversized object is refused", || {
+        let error = stats_of(&supervisor, &uri).last_error.unwrap_or_default();
+        async move { error.contains("larger than 4096 bytes") }
+    })
+    .await;
+    assert_eq!(variant(&store, "f").as_deref(), Some("a"), "last good kept");
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
 async fn unchanged_objects_cost_a_304_and_changes_are_polled() {
     let moto = Moto::start();
     create_bucket(&moto).await;

@@ -4,14 +4,32 @@
 //! replaced wherever it appears (not only in `targeting`), whitespace never matters, and
 //! references inside evaluators are not resolved. We do the same on the parsed value.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value};
 
 use super::json_text::go_json_text;
 use super::ParseError;
 
-/// The named shared rules of one document.
+/// The most JSON values all `$ref` substitutions of one document may add. Each substitution
+/// clones its evaluator, so without a budget a small document (one large evaluator, many
+/// short references) expands to gigabytes; the charge is taken before the clone.
+pub(crate) const MAX_INLINED_VALUES: usize = 1_000_000;
+
+/// The named shared rules of one document, each with its size in JSON values.
 pub(crate) struct Evaluators {
     rules: Map<String, Value>,
+    sizes: std::collections::HashMap<String, usize>,
+    budget: Cell<usize>,
+}
+
+/// The number of JSON values in `value` (containers included).
+fn size(value: &Value) -> usize {
+    1 + match value {
+        Value::Object(map) => map.values().map(size).sum(),
+        Value::Array(items) => items.iter().map(size).sum(),
+        _ => 0,
+    }
 }
 
 impl Evaluators {
@@ -27,7 +45,12 @@ impl Evaluators {
                 });
             }
         }
-        Ok(Evaluators { rules })
+        let sizes = rules.iter().map(|(k, v)| (k.clone(), size(v))).collect();
+        Ok(Evaluators {
+            rules,
+            sizes,
+            budget: Cell::new(MAX_INLINED_VALUES),
+        })
     }
 
     /// Whether there is nothing to inline.
@@ -37,32 +60,51 @@ impl Evaluators {
 
     /// Replaces every `{"$ref": "<known name>"}` object inside `value` by that evaluator.
     /// Unknown names stay (the rule then fails to compile and evaluates to PARSE_ERROR).
-    pub(crate) fn inline(&self, value: &mut Value) {
+    /// Fails once the document's substitutions exceed [`MAX_INLINED_VALUES`].
+    pub(crate) fn inline(&self, value: &mut Value) -> Result<(), ParseError> {
         match value {
             Value::Object(map) => {
-                if let Some(rule) = self.referenced(map) {
+                if let Some((name, rule)) = self.referenced(map) {
+                    self.charge(name)?;
                     *value = rule.clone();
-                    return;
+                    return Ok(());
                 }
                 for child in map.values_mut() {
-                    self.inline(child);
+                    self.inline(child)?;
                 }
             }
             Value::Array(items) => {
                 for child in items {
-                    self.inline(child);
+                    self.inline(child)?;
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
-    fn referenced(&self, map: &Map<String, Value>) -> Option<&Value> {
+    fn charge(&self, name: &str) -> Result<(), ParseError> {
+        let cost = self.sizes.get(name).copied().unwrap_or(1);
+        match self.budget.get().checked_sub(cost) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(ParseError::InvalidEvaluator {
+                name: name.to_owned(),
+                message: format!(
+                    "`$ref` substitutions expand the document beyond {MAX_INLINED_VALUES} values"
+                ),
+            }),
+        }
+    }
+
+    fn referenced<'a>(&'a self, map: &Map<String, Value>) -> Option<(&'a str, &'a Value)> {
         if map.len() != 1 {
             return None;
         }
         match map.get("$ref")? {
-            Value::String(name) => self.rules.get(name),
+            Value::String(name) => self.rules.get_key_value(name).map(|(k, v)| (k.as_str(), v)),
             _ => None,
         }
     }
@@ -85,7 +127,7 @@ mod tests {
     fn inlines_references_anywhere() {
         let ev = evaluators(json!({"is_x": {"==": [1, 1]}})).unwrap();
         let mut doc = json!({"if": [{"$ref": "is_x"}, "a", "b"], "meta": [{"$ref": "is_x"}]});
-        ev.inline(&mut doc);
+        ev.inline(&mut doc).unwrap();
         assert_eq!(
             doc,
             json!({"if": [{"==": [1, 1]}, "a", "b"], "meta": [{"==": [1, 1]}]})
@@ -97,7 +139,7 @@ mod tests {
         let ev = evaluators(json!({"is_x": {"==": [1, 1]}})).unwrap();
         let original = json!([{"$ref": "nope"}, {"$ref": "is_x", "other": 1}, {"$ref": 5}]);
         let mut doc = original.clone();
-        ev.inline(&mut doc);
+        ev.inline(&mut doc).unwrap();
         assert_eq!(doc, original);
     }
 
@@ -105,8 +147,22 @@ mod tests {
     fn does_not_resolve_references_inside_evaluators() {
         let ev = evaluators(json!({"a": {"$ref": "b"}, "b": {"==": [1, 1]}})).unwrap();
         let mut doc = json!({"$ref": "a"});
-        ev.inline(&mut doc);
+        ev.inline(&mut doc).unwrap();
         assert_eq!(doc, json!({"$ref": "b"}));
+    }
+
+    #[test]
+    fn expansion_is_charged_before_cloning() {
+        // 10,001 values per reference, 200 references: about 2 million values inlined.
+        let big: Vec<Value> = (0..10_000).map(Value::from).collect();
+        let ev = evaluators(json!({ "big": big })).unwrap();
+        let mut doc = Value::Array(vec![json!({"$ref": "big"}); 200]);
+        let err = ev.inline(&mut doc).unwrap_err();
+        assert!(err.to_string().contains("beyond 1000000 values"), "{err}");
+        // Under the budget the same evaluator inlines.
+        let ev = evaluators(json!({ "big": (0..10_000).collect::<Vec<i32>>() })).unwrap();
+        let mut doc = Value::Array(vec![json!({"$ref": "big"}); 99]);
+        ev.inline(&mut doc).unwrap();
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod yaml;
 
 pub use model::{Flag, FlagState, Targeting};
 pub use parse::{parse_document, FlagDocument, Format, ParseError, Warning};
+pub(crate) use yaml::parse_yaml;

@@ -114,9 +114,9 @@ pub fn parse_document(text: &[u8], format: Format) -> Result<FlagDocument, Parse
         Some(_) => return Err(syntax("`flags` must be an object or an array")),
     };
     if let Some(evaluators) = &evaluators {
-        evaluators.inline(&mut flags);
+        evaluators.inline(&mut flags)?;
         for value in set_metadata.values_mut() {
-            evaluators.inline(value);
+            evaluators.inline(value)?;
         }
     }
 

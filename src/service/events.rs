@@ -96,7 +96,7 @@ impl Evaluator {
             snapshots: self.store.subscribe(),
             draining: self.draining.clone(),
             keep_alive: self.streams.keep_alive,
-            deadline: deadline.map(|d| Instant::now() + d),
+            deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
         };
         tokio::spawn(task.run());
         Ok(ReceiverStream::new(rx))

@@ -131,6 +131,7 @@ impl ManagementServer {
         let health_task = tokio::spawn(report_health(health, self.readiness.clone()));
 
         let readiness = self.readiness.clone();
+        let sources = self.sources.clone();
         let metrics = self.clone();
         let http = axum::Router::new()
             .route("/healthz", any(|| async { StatusCode::OK }))
@@ -138,7 +139,24 @@ impl ManagementServer {
                 "/readyz",
                 any(move |headers: axum::http::HeaderMap| {
                     let ready = readiness.is_ready();
-                    async move { readyz_response(ready, &headers) }
+                    let cached: Vec<String> = sources
+                        .stats()
+                        .into_iter()
+                        .filter(|s| s.from_cache)
+                        .map(|s| s.uri)
+                        .collect();
+                    async move {
+                        let mut response = readyz_response(ready, &headers);
+                        // Ready, but on a copy: say which sources have not answered yet.
+                        let grpc = response.headers().contains_key(header::CONTENT_TYPE);
+                        if ready && !cached.is_empty() && !grpc {
+                            *response.body_mut() = axum::body::Body::from(format!(
+                                "ready; served from --cache-dir until they answer: {}\n",
+                                cached.join(", ")
+                            ));
+                        }
+                        response
+                    }
                 }),
             )
             .route(

@@ -201,7 +201,7 @@ impl FlagSyncService for SyncService {
             selector,
             snapshots: self.0.store.subscribe(),
             draining: self.0.draining.clone(),
-            deadline: self.0.deadline.map(|d| Instant::now() + d),
+            deadline: self.0.deadline.and_then(|d| Instant::now().checked_add(d)),
         };
         tokio::spawn(task.run());
         Ok(Response::new(ReceiverStream::new(rx)))

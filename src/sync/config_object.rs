@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::source::{DocumentHandler, Payload};
 use super::SourceDirectory;
 use crate::config::{ConfigInput, SourceConfig};
-use crate::flags::Format;
+use crate::flags::{parse_yaml, Format};
 
 /// Keys of a configuration object that are followed at run time.
 const FOLLOWED: [&str; 2] = ["uri", "sources"];
@@ -37,23 +37,29 @@ pub(super) fn sources_of(payload: &Payload) -> Result<Vec<SourceConfig>, String>
         .map_err(|_| "the configuration object is not UTF-8".to_owned())?;
     let value: Value = match payload.format {
         Format::Json => serde_json::from_str(text).map_err(|e| e.to_string())?,
-        Format::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string())?,
+        // The same alias budget as flag documents: the object comes from a store.
+        Format::Yaml if text.trim().is_empty() => Value::Object(Default::default()),
+        Format::Yaml => parse_yaml(text.as_bytes())?,
     };
-    if let Value::Object(map) = &value {
-        let ignored: Vec<&str> = map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !FOLLOWED.contains(k))
-            .collect();
-        if !ignored.is_empty() {
-            tracing::warn!(
-                keys = ?ignored,
-                "the configuration object's other keys are not followed at run time; \
-                 pass them on the command line or in the environment"
-            );
-        }
+    let Value::Object(mut map) = value else {
+        return Err("the configuration object must be a map of option names to values".into());
+    };
+    // Only the followed keys are read: another key with a wrong type must not reject every
+    // source change, since it would not be applied anyway.
+    let ignored: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !FOLLOWED.contains(k))
+        .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            keys = ?ignored,
+            "the configuration object's other keys are not followed at run time; \
+             pass them on the command line or in the environment"
+        );
     }
-    let input = ConfigInput::from_value(&value).map_err(|e| e.to_string())?;
+    map.retain(|k, _| FOLLOWED.contains(&k.as_str()));
+    let input = ConfigInput::from_value(&Value::Object(map)).map_err(|e| e.to_string())?;
     let mut sources = input.uris.unwrap_or_default();
     sources.extend(input.sources.unwrap_or_default());
     Ok(sources)
@@ -96,5 +102,31 @@ mod tests {
         ))
         .is_err());
         assert_eq!(sources_of(&payload("{}", Format::Json)).unwrap(), vec![]);
+        assert_eq!(sources_of(&payload("", Format::Yaml)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn other_keys_are_not_read_so_their_types_do_not_matter() {
+        let sources = sources_of(&payload(
+            r#"{"uri":"s3://b/a.json","drain-delay":{"not":"a duration"},"port":"x"}"#,
+            Format::Json,
+        ))
+        .unwrap();
+        assert_eq!(sources.len(), 1);
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..=9 {
+            let prev = level - 1;
+            let refs = vec![format!("*a{prev}"); 10]
+                .join(", ")
+                .replace("*a0", "*a");
+            bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        bomb.push_str("uri: s3://b/a.json\n");
+        let error = sources_of(&payload(&bomb, Format::Yaml)).unwrap_err();
+        assert!(error.contains("too many values"), "{error}");
     }
 }

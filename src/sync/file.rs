@@ -15,6 +15,7 @@ use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::watch;
 
+use super::limit::{self, ReadError, DEFAULT_MAX_DOCUMENT_SIZE};
 use super::source::{Payload, RefreshResult, Source, SourceContext, SourceFuture};
 use crate::flags::Format;
 
@@ -31,6 +32,7 @@ pub struct FileSource {
     format: Format,
     poll_interval: Duration,
     use_watcher: bool,
+    max_size: usize,
 }
 
 impl FileSource {
@@ -46,7 +48,14 @@ impl FileSource {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(DEFAULT_POLL_INTERVAL),
             use_watcher: true,
+            max_size: DEFAULT_MAX_DOCUMENT_SIZE,
         })
+    }
+
+    /// Refuses files larger than `bytes` (default [`DEFAULT_MAX_DOCUMENT_SIZE`]).
+    pub fn max_size(mut self, bytes: usize) -> FileSource {
+        self.max_size = bytes;
+        self
     }
 
     /// Turns the directory watcher off, leaving only the stat poll (for filesystems without
@@ -169,14 +178,14 @@ impl FileSource {
 
     /// Reads the file and hands the bytes (or the failure) to the sink.
     async fn read(&self, ctx: &SourceContext) {
-        match tokio::fs::read(&self.path).await {
+        match limit::read_file(&self.path, self.max_size).await {
             Ok(bytes) => {
                 ctx.sink.publish(Payload {
                     bytes: Bytes::from(bytes),
                     format: self.format,
                 });
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Err(ReadError::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
                 ctx.sink.unavailable("file not found");
             }
             Err(error) => {

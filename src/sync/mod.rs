@@ -10,9 +10,11 @@
 //! SQS consumer talks to.
 
 mod aws;
+mod cache;
 mod config_object;
 mod embedded;
 mod file;
+pub mod limit;
 mod provider;
 mod s3;
 mod sns;
@@ -92,6 +94,10 @@ pub struct SourceEnv {
     pub aws: Arc<Aws>,
     /// Poll interval of S3 sources without their own `interval`.
     pub s3_interval: Duration,
+    /// The largest document a source may deliver (`--max-document-size`).
+    pub max_document_size: usize,
+    /// Where applied documents are kept for a start during an outage (`--cache-dir`).
+    pub cache: Option<Arc<cache::Cache>>,
 }
 
 impl SourceEnv {
@@ -104,6 +110,8 @@ impl SourceEnv {
             } else {
                 settings.s3_poll_interval
             },
+            max_document_size: limit::DEFAULT_MAX_DOCUMENT_SIZE,
+            cache: None,
         }
     }
 }
@@ -113,6 +121,9 @@ impl Default for SourceEnv {
         SourceEnv::new(&AwsSettings::default())
     }
 }
+
+/// How long a starting source may take before its `--cache-dir` copy is served.
+const CACHE_WAIT: Duration = Duration::from_millis(500);
 
 /// The list of running sources, shared by the supervisor, the configuration object and the
 /// SQS consumer.
@@ -177,6 +188,16 @@ impl SourceDirectory {
         );
         if let Some(handler) = handler {
             sink = sink.with_handler(handler);
+        }
+        let sink = sink.with_cache(self.env.cache.clone());
+        if self.env.cache.is_some() {
+            // A source that neither answers nor fails quickly (a hanging endpoint) is served
+            // from its cached copy after a short wait rather than after its fetch timeout.
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CACHE_WAIT).await;
+                sink.serve_cached();
+            });
         }
         let ctx = SourceContext {
             sink,
@@ -472,7 +493,22 @@ impl Supervisor {
     /// Starts everything `settings` asks for: the sources, the S3 configuration object and
     /// the SQS consumer (with its SNS fan-out queue). Must be called inside a tokio runtime.
     pub fn from_settings(settings: &Settings, store: Arc<Store>) -> Result<Supervisor, SyncError> {
-        let env = SourceEnv::new(&settings.aws);
+        let cache = match &settings.cache_dir {
+            None => None,
+            Some(dir) => Some(Arc::new(
+                cache::Cache::new(dir, settings.max_document_size).map_err(|e| {
+                    SyncError::InvalidSource {
+                        uri: dir.display().to_string(),
+                        message: format!("cannot use the cache directory: {e}"),
+                    }
+                })?,
+            )),
+        };
+        let env = SourceEnv {
+            max_document_size: settings.max_document_size,
+            cache,
+            ..SourceEnv::new(&settings.aws)
+        };
         let mut built = Vec::with_capacity(settings.sources.len().max(1));
         let config_object = settings.aws.config_object.as_deref();
         if settings.sources.is_empty() && config_object.is_none() {
@@ -491,13 +527,12 @@ impl Supervisor {
         }
         let config_source = config_object
             .map(|uri| {
-                let source =
-                    S3Source::new(uri, env.aws.clone(), env.s3_interval).map_err(|message| {
-                        SyncError::InvalidSource {
-                            uri: uri.to_owned(),
-                            message,
-                        }
-                    })?;
+                let source = S3Source::new(uri, env.aws.clone(), env.s3_interval)
+                    .map_err(|message| SyncError::InvalidSource {
+                        uri: uri.to_owned(),
+                        message,
+                    })?
+                    .max_size(env.max_document_size);
                 Ok::<_, SyncError>(NamedSource {
                     uri: uri.to_owned(),
                     provider: "s3".to_owned(),
@@ -651,9 +686,11 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
     match Provider::parse(&config.provider).map_err(invalid)? {
         Provider::File => {
             let path = config.uri.strip_prefix("file:").unwrap_or(&config.uri);
-            let source = FileSource::new(path, config.interval).ok_or_else(|| {
-                invalid("unsupported file format: use a .json, .yaml or .yml file".into())
-            })?;
+            let source = FileSource::new(path, config.interval)
+                .ok_or_else(|| {
+                    invalid("unsupported file format: use a .json, .yaml or .yml file".into())
+                })?
+                .max_size(env.max_document_size);
             Ok(NamedSource {
                 uri: path.to_owned(),
                 provider: config.provider.clone(),
@@ -665,7 +702,9 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
                 .interval
                 .filter(|d| !d.is_zero())
                 .unwrap_or(env.s3_interval);
-            let source = S3Source::new(&config.uri, env.aws.clone(), interval).map_err(invalid)?;
+            let source = S3Source::new(&config.uri, env.aws.clone(), interval)
+                .map_err(invalid)?
+                .max_size(env.max_document_size);
             Ok(NamedSource {
                 uri: config.uri.clone(),
                 provider: config.provider.clone(),

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::aws::{stable_hash, Aws, Backoff, S3Endpoint};
+use super::limit::{self, DEFAULT_MAX_DOCUMENT_SIZE};
 use super::source::{Payload, RefreshResult, Source, SourceContext, SourceFuture};
 use crate::flags::Format;
 
@@ -143,6 +144,22 @@ struct S3Object {
     bucket: String,
     key: String,
     etag: Option<String>,
+    max_size: usize,
+}
+
+/// Collects an object's body, failing as soon as it grows past `limit` bytes.
+async fn read_body(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    limit: usize,
+) -> Result<Bytes, FetchError> {
+    let mut collected = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| FetchError::Failed(format!("reading the object: {e}")))?;
+        limit::check(collected.len().saturating_add(chunk.len()), limit)
+            .map_err(|e| FetchError::Failed(e.to_string()))?;
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.freeze())
 }
 
 impl S3Object {
@@ -159,13 +176,22 @@ impl S3Object {
             Ok(output) => {
                 let etag = output.e_tag.clone();
                 let content_type = output.content_type.clone();
-                let body = tokio::time::timeout(FETCH_TIMEOUT, output.body.collect())
-                    .await
-                    .map_err(|_| FetchError::Failed("reading the object timed out".into()))?
-                    .map_err(|e| FetchError::Failed(format!("reading the object: {e}")))?;
+                let too_large = |e: limit::ReadError| FetchError::Failed(e.to_string());
+                // Refuse by the announced length first, then count while streaming: the
+                // length may be absent or wrong (a proxy, another S3-compatible store).
+                let announced = output.content_length.unwrap_or(0).max(0) as u64;
+                limit::check(
+                    usize::try_from(announced).unwrap_or(usize::MAX),
+                    self.max_size,
+                )
+                .map_err(too_large)?;
+                let body =
+                    tokio::time::timeout(FETCH_TIMEOUT, read_body(output.body, self.max_size))
+                        .await
+                        .map_err(|_| FetchError::Failed("reading the object timed out".into()))??;
                 self.etag = etag;
                 Ok(Fetch::Modified {
-                    bytes: body.into_bytes(),
+                    bytes: body,
                     content_type,
                 })
             }
@@ -217,6 +243,7 @@ pub struct S3Source {
     location: S3Location,
     aws: Arc<Aws>,
     interval: Duration,
+    max_size: usize,
 }
 
 impl S3Source {
@@ -228,7 +255,14 @@ impl S3Source {
             location: S3Location::parse(uri)?,
             aws,
             interval: interval.max(Duration::from_millis(10)),
+            max_size: DEFAULT_MAX_DOCUMENT_SIZE,
         })
+    }
+
+    /// Refuses objects larger than `bytes` (default [`DEFAULT_MAX_DOCUMENT_SIZE`]).
+    pub fn max_size(mut self, bytes: usize) -> S3Source {
+        self.max_size = bytes;
+        self
     }
 
     /// This replica's poll period and the offset of its first poll.
@@ -248,6 +282,7 @@ impl S3Source {
             bucket: self.location.bucket.clone(),
             key: self.location.key.clone(),
             etag: None,
+            max_size: self.max_size,
         };
         let mut backoff = Backoff::default();
         let mut next = Instant::now();

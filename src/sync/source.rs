@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::cache::Cache;
 use crate::flags::{parse_document, Format};
 use crate::store::Store;
 
@@ -220,6 +221,8 @@ pub struct SourceStats {
     pub not_modified: u64,
     /// When the source was last read successfully (200, 304 or a definite "gone").
     pub last_success: Option<SystemTime>,
+    /// Whether the source is served from its `--cache-dir` copy (it has not answered yet).
+    pub from_cache: bool,
 }
 
 /// The last thing a source delivered, to drop repeats.
@@ -247,6 +250,8 @@ pub(super) struct SourceState {
     last_success: Mutex<Option<SystemTime>>,
     /// `false` once the source has been removed; guards every store write.
     alive: Mutex<bool>,
+    /// Whether what is served came from `--cache-dir` rather than the source itself.
+    from_cache: AtomicBool,
 }
 
 impl SourceState {
@@ -266,6 +271,7 @@ impl SourceState {
             not_modified: AtomicU64::new(0),
             last_success: Mutex::new(None),
             alive: Mutex::new(true),
+            from_cache: AtomicBool::new(false),
         }
     }
 
@@ -313,6 +319,7 @@ impl SourceState {
             fetched: self.fetched.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
             last_success: *self.last_success.lock().unwrap_or_else(|e| e.into_inner()),
+            from_cache: self.from_cache.load(Ordering::Acquire),
         }
     }
 
@@ -324,6 +331,10 @@ impl SourceState {
         }
         *last = Some(next);
         true
+    }
+
+    fn last_delivery(&self) -> Option<Last> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn record_error(&self, reason: String) {
@@ -384,6 +395,8 @@ pub struct PayloadSink {
     counted: bool,
     /// Where a valid payload goes instead of the flag store (the S3 configuration object).
     handler: Option<DocumentHandler>,
+    /// Where applied payloads are kept for a restart during an outage (`--cache-dir`).
+    cache: Option<Arc<Cache>>,
 }
 
 /// Consumes payloads that are not flag documents (e.g. the configuration object); an `Err`
@@ -413,7 +426,43 @@ impl PayloadSink {
             readiness,
             counted,
             handler: None,
+            cache: None,
         }
+    }
+
+    /// This sink, keeping every applied payload in `cache` (and reading it back on demand).
+    pub(super) fn with_cache(mut self, cache: Option<Arc<Cache>>) -> PayloadSink {
+        self.cache = cache;
+        self
+    }
+
+    /// Serves the cached copy while the source has delivered nothing yet (it is unreachable
+    /// or slow at start); `true` if a cached copy was applied. The real document replaces it
+    /// as soon as the source answers.
+    pub(super) fn serve_cached(&self) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        if self.is_ready() || matches!(self.state.last_delivery(), Some(Last::Bytes(_))) {
+            return false;
+        }
+        let uri = self.state.uri.as_str();
+        let Some(payload) = cache.load(uri) else {
+            return false;
+        };
+        match self.apply(&payload, true) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(reason) => {
+                tracing::warn!(source = uri, reason = %reason, "ignoring an invalid cached copy");
+                return false;
+            }
+        }
+        tracing::warn!(
+            source = uri,
+            "source not answering: serving its cached copy from --cache-dir until it does"
+        );
+        true
     }
 
     /// This sink, handing valid payloads to `handler` instead of the store.
@@ -438,13 +487,37 @@ impl PayloadSink {
         if payload.bytes.iter().all(u8::is_ascii_whitespace) {
             return self.reject("empty document".into());
         }
-        if let Some(handler) = &self.handler {
-            if let Err(reason) = (handler.0)(&payload) {
-                return self.reject(reason);
+        match self.apply(&payload, false) {
+            Ok(false) => Outcome::Unchanged,
+            Ok(true) => {
+                if let Some(cache) = &self.cache {
+                    if let Err(error) = cache.store(uri, &payload) {
+                        tracing::warn!(source = uri, %error, "could not update the cached copy");
+                    }
+                }
+                Outcome::Applied
             }
-            self.state.applied.fetch_add(1, Ordering::Relaxed);
-            self.mark_ready();
-            return Outcome::Applied;
+            Err(reason) => self.reject(reason),
+        }
+    }
+
+    /// Parses and applies one payload (to the handler or the store) under the panic guard.
+    /// `cached` applies only while the source has delivered nothing itself. `Ok(false)`: not
+    /// applied because the source was removed or answered meanwhile.
+    fn apply(&self, payload: &Payload, cached: bool) -> Result<bool, String> {
+        let uri = self.state.uri.as_str();
+        if let Some(handler) = &self.handler {
+            // Same guard as document parsing: a handler bug is a rejection, not a dead task
+            // (a dead task would never latch readiness and would drop SQS acknowledgements).
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (handler.0)(payload)));
+            match handled {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(reason),
+                Err(_) => return Err("internal error while applying the document".into()),
+            }
+            self.applied(cached);
+            return Ok(true);
         }
         // A parser bug must not end this source's task: treat a panic as a rejection.
         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -452,8 +525,8 @@ impl PayloadSink {
         }));
         let document = match parsed {
             Ok(Ok(document)) => document,
-            Ok(Err(error)) => return self.reject(error.to_string()),
-            Err(_) => return self.reject("internal error while parsing the document".into()),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err("internal error while parsing the document".into()),
         };
         for warning in &document.warnings {
             match &warning.flag {
@@ -465,20 +538,30 @@ impl PayloadSink {
         let snapshot = {
             // Held across the apply so a source removed at run time cannot write afterwards.
             let alive = self.state.alive.lock().unwrap_or_else(|e| e.into_inner());
-            if !*alive {
-                return Outcome::Unchanged;
+            // A cached copy never overwrites what the source itself delivered meanwhile.
+            let superseded = cached && matches!(self.state.last_delivery(), Some(Last::Bytes(_)));
+            if !*alive || superseded {
+                return Ok(false);
             }
             self.store.apply(self.state.priority, uri, document)
         };
-        self.state.applied.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             source = uri,
             flags,
             version = snapshot.version,
+            cached,
             "applied flag configuration"
         );
+        self.applied(cached);
+        Ok(true)
+    }
+
+    fn applied(&self, cached: bool) {
+        if !cached {
+            self.state.applied.fetch_add(1, Ordering::Relaxed);
+        }
+        self.state.from_cache.store(cached, Ordering::Release);
         self.mark_ready();
-        Outcome::Applied
     }
 
     fn mark_ready(&self) {
@@ -534,7 +617,10 @@ impl PayloadSink {
             return Outcome::Unchanged;
         }
         self.state.unavailable.fetch_add(1, Ordering::Relaxed);
-        self.reject(reason)
+        let outcome = self.reject(reason);
+        // Unreachable before it ever answered: the cached copy is better than nothing.
+        self.serve_cached();
+        outcome
     }
 
     fn reject(&self, reason: String) -> Outcome {

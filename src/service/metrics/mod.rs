@@ -357,6 +357,14 @@ pub fn render_sources(
     for s in stats {
         family.sample(&[("source", &s.uri)], if s.ready { 1.0 } else { 0.0 });
     }
+    let mut family = Family::gauge(
+        out,
+        "flagpole_source_from_cache",
+        "1 while the source is served from its --cache-dir copy because it has not answered.",
+    );
+    for s in stats {
+        family.sample(&[("source", &s.uri)], if s.from_cache { 1.0 } else { 0.0 });
+    }
     render_reads(out, stats, unix);
 }
 
@@ -532,6 +540,7 @@ mod tests {
             fetched: 2,
             not_modified: 0,
             last_success: None,
+            from_cache: false,
         };
         let mut out = String::new();
         render_sources(&mut out, &[info], &[stats], now);
@@ -574,6 +583,7 @@ mod tests {
                 fetched: 2,
                 not_modified: 40,
                 last_success: Some(now - Duration::from_secs(5)),
+                from_cache: false,
             },
             SourceStats {
                 uri: queue.into(),
@@ -587,6 +597,7 @@ mod tests {
                 fetched: 0,
                 not_modified: 0,
                 last_success: None,
+                from_cache: false,
             },
         ];
         let mut out = String::new();
@@ -604,6 +615,8 @@ mod tests {
             format!("flagpole_source_rejected_payloads_total{{{q_label}}} 0"),
             format!("flagpole_source_ready{{{s3_label}}} 1"),
             format!("flagpole_source_ready{{{q_label}}} 0"),
+            format!("flagpole_source_from_cache{{{s3_label}}} 0"),
+            format!("flagpole_source_from_cache{{{q_label}}} 0"),
             format!("flagpole_source_last_success_timestamp_seconds{{{s3_label}}} 1700000095"),
             format!("flagpole_source_errors_total{{{s3_label}}} 7"),
             format!("flagpole_source_errors_total{{{q_label}}} 3"),
