@@ -202,6 +202,13 @@ pub struct StartArgs {
     /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
     #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
     pub metrics_key_limit: Option<usize>,
+    /// Write CloudWatch Embedded Metric Format lines to stdout this often (e.g. `60s`; off by
+    /// default): configuration age, last sync, rejected documents, evaluations, open streams.
+    #[arg(long, env = "FLAGPOLE_METRICS_EMF_INTERVAL")]
+    pub metrics_emf_interval: Option<String>,
+    /// CloudWatch namespace of the EMF metrics (default `flagpole`).
+    #[arg(long, env = "FLAGPOLE_METRICS_EMF_NAMESPACE")]
+    pub metrics_emf_namespace: Option<String>,
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
@@ -296,6 +303,8 @@ impl StartArgs {
                 aws
             },
             metrics_key_limit: self.metrics_key_limit,
+            metrics_emf_interval: duration(&self.metrics_emf_interval, "metrics-emf-interval")?,
+            metrics_emf_namespace: self.metrics_emf_namespace.clone(),
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
             shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })

@@ -275,6 +275,10 @@ pub struct Settings {
     pub aws: AwsSettings,
     /// How many distinct flag keys get their own metric series (the rest share `__other__`).
     pub metrics_key_limit: usize,
+    /// How often to write CloudWatch EMF metric lines to stdout; `None` (or zero): never.
+    pub metrics_emf_interval: Option<Duration>,
+    /// The CloudWatch namespace of the EMF metrics.
+    pub metrics_emf_namespace: String,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -305,6 +309,8 @@ impl Default for Settings {
             debug: false,
             aws: AwsSettings::default(),
             metrics_key_limit: 2000,
+            metrics_emf_interval: None,
+            metrics_emf_namespace: "flagpole".to_owned(),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -386,6 +392,10 @@ pub struct ConfigInput {
     pub aws: AwsInput,
     /// `metrics-key-limit`.
     pub metrics_key_limit: Option<usize>,
+    /// `metrics-emf-interval`.
+    pub metrics_emf_interval: Option<Duration>,
+    /// `metrics-emf-namespace`.
+    pub metrics_emf_namespace: Option<String>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
     /// `shutdown-grace`.
@@ -468,9 +478,16 @@ impl ConfigInput {
                 .transpose()?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            metrics_emf_namespace: get("metrics-emf-namespace")
+                .map(|v| scalar(v, "metrics-emf-namespace"))
+                .transpose()?
+                .filter(|s| !s.is_empty()),
             aws: AwsInput::from_map(map)?,
             ..ConfigInput::default()
         };
+        if let Some(v) = get("metrics-emf-interval") {
+            input.metrics_emf_interval = Some(parse_duration_value(v, "metrics-emf-interval")?);
+        }
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
         }
@@ -542,6 +559,8 @@ impl ConfigInput {
             debug: self.debug.or(lower.debug),
             aws: self.aws.over(lower.aws),
             metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            metrics_emf_interval: self.metrics_emf_interval.or(lower.metrics_emf_interval),
+            metrics_emf_namespace: self.metrics_emf_namespace.or(lower.metrics_emf_namespace),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
@@ -584,6 +603,10 @@ impl ConfigInput {
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            metrics_emf_interval: self.metrics_emf_interval.filter(|d| !d.is_zero()),
+            metrics_emf_namespace: self
+                .metrics_emf_namespace
+                .unwrap_or(defaults.metrics_emf_namespace),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -1012,6 +1035,26 @@ mod tests {
         assert_eq!(settings.drain_delay, Duration::from_secs(15));
         assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
         assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
+    }
+
+    #[test]
+    fn metrics_emf_is_off_by_default_and_set_by_file() {
+        let defaults = ConfigInput::default().into_settings();
+        assert_eq!(defaults.metrics_emf_interval, None);
+        assert_eq!(defaults.metrics_emf_namespace, "flagpole");
+        let settings = ConfigInput::from_value(&json!({
+            "metrics-emf-interval": "60s",
+            "metrics-emf-namespace": "flagpole/prod"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.metrics_emf_interval, Some(Duration::from_secs(60)));
+        assert_eq!(settings.metrics_emf_namespace, "flagpole/prod");
+        let off = ConfigInput::from_value(&json!({"metrics-emf-interval": "0s"}))
+            .unwrap()
+            .into_settings();
+        assert_eq!(off.metrics_emf_interval, None);
+        assert!(ConfigInput::from_value(&json!({"metrics-emf-interval": "often"})).is_err());
     }
 
     #[test]

@@ -543,6 +543,8 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         FLAGD_SYNC_PORT=str(ports[8015]), FLAGD_OFREP_PORT=str(ports[8016]),
         FLAGPOLE_AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
         AWS_REGION=REGION, FLAGPOLE_REPLICA_ID="task-1", FLAGPOLE_SQS_WAIT_TIME="1s",
+        # The stack writes EMF lines every 60 s; every second here, to see some.
+        FLAGPOLE_METRICS_EMF_INTERVAL="1s",
     )
     log = open(work / "daemon.log", "w")
     proc = subprocess.Popen([daemon, "start"], env=proc_env, stdout=log, stderr=subprocess.STDOUT)
@@ -613,6 +615,27 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         stream.cancel()
         channel.close()
         api.shutdown()
+
+        # The EMF lines the stack's configuration-age alarm reads from awslogs.
+        emf = None
+        for _ in range(100):
+            for line in (work / "daemon.log").read_text().splitlines():
+                if line.startswith("{") and '"_aws"' in line:
+                    doc = json.loads(line)
+                    if "SecondsSinceLastSync" in doc and "Source" not in doc:
+                        emf = doc
+            if emf:
+                break
+            time.sleep(0.1)
+        directive = (emf or {}).get("_aws", {}).get("CloudWatchMetrics", [{}])[0]
+        check("EMF line on stdout: namespace flagpole/<stack>, SecondsSinceLastSync and counters",
+              emf is not None and directive.get("Namespace") == f"flagpole/{STACK}"
+              and directive.get("Dimensions") == [[]]
+              and {"SecondsSinceLastSync", "ConfigurationAgeSeconds", "RejectedDocuments", "Evaluations"}
+              <= {m["Name"] for m in directive.get("Metrics", [])}, str(emf))
+        if emf:
+            check("the alarm's figure is fresh (SecondsSinceLastSync below ConfigAgeAlarmSeconds' default)",
+                  emf["SecondsSinceLastSync"] < 900, str(emf["SecondsSinceLastSync"]))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
