@@ -180,6 +180,10 @@ pub struct StartArgs {
     /// Name prefix of the per-replica fan-out queues (default `flagpole-`).
     #[arg(long, env = "FLAGPOLE_SQS_QUEUE_PREFIX")]
     pub sqs_queue_prefix: Option<String>,
+    /// Dead-letter queue (ARN) for the fan-out queues: a message received 5 times without
+    /// being handled moves there instead of returning until it expires.
+    #[arg(long, env = "FLAGPOLE_SQS_DEAD_LETTER_ARN")]
+    pub sqs_dead_letter_arn: Option<String>,
     /// Messages per SQS receive, 1 to 10 (default 10).
     #[arg(long, env = "FLAGPOLE_SQS_BATCH_SIZE")]
     pub sqs_batch_size: Option<i32>,
@@ -286,6 +290,7 @@ impl StartArgs {
                     sqs_queue_url: self.sqs_queue_url.clone(),
                     sns_topic_arn: self.sns_topic_arn.clone(),
                     sqs_queue_prefix: self.sqs_queue_prefix.clone(),
+                    sqs_dead_letter_arn: self.sqs_dead_letter_arn.clone(),
                     sqs_batch_size: self.sqs_batch_size,
                     sqs_visibility_timeout: duration(
                         &self.sqs_visibility_timeout,

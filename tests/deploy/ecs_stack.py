@@ -395,10 +395,16 @@ def check_task_definition(clients, res, variables):
     env = {e["name"]: e["value"] for e in container["environment"]}
     bucket = variables["BUCKET"]
     check("FLAGD_URI is the flags object", env.get("FLAGD_URI") == f"s3://{bucket}/flags/flags.json", str(env.get("FLAGD_URI")))
-    check("queue prefix defaults to the stack name", env.get("FLAGPOLE_SQS_QUEUE_PREFIX") == f"{STACK}-",
+    check("queue prefix defaults to the stack name", env.get("FLAGPOLE_SQS_QUEUE_PREFIX") == f"{STACK}-task-",
           str(env.get("FLAGPOLE_SQS_QUEUE_PREFIX")))
     check("FLAGPOLE_SNS_TOPIC_ARN is the stack's topic",
           env.get("FLAGPOLE_SNS_TOPIC_ARN") == res["FlagsTopic"]["PhysicalResourceId"])
+    dlq = res["FanoutDeadLetterQueue"]["PhysicalResourceId"]
+    dlq_arn = clients("sqs").get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    check("the dead-letter queue is outside the tasks' queue prefix (they may delete their queues)",
+          not dlq_arn.split(":")[-1].startswith(env.get("FLAGPOLE_SQS_QUEUE_PREFIX", "")), dlq_arn)
+    check("FLAGPOLE_SQS_DEAD_LETTER_ARN is the stack's dead-letter queue",
+          env.get("FLAGPOLE_SQS_DEAD_LETTER_ARN") == dlq_arn, f"{env.get('FLAGPOLE_SQS_DEAD_LETTER_ARN')} != {dlq_arn}")
     check("EMF metrics on, namespace per stack",
           env.get("FLAGPOLE_METRICS_EMF_INTERVAL") == "60s"
           and env.get("FLAGPOLE_METRICS_EMF_NAMESPACE") == f"flagpole/{STACK}")
@@ -427,11 +433,11 @@ def check_iam(clients, res):
 
     check("task role: s3:GetObject only, on flags/*",
           actions("ReadFlags") == ["s3:GetObject"] and str(statements["ReadFlags"]["Resource"]).endswith("/flags/*"))
-    check("task role: SQS actions only on <stack>-* queues",
+    check("task role: SQS actions only on <stack>-task-* queues",
           actions("OwnNotificationQueue") == sorted(["sqs:CreateQueue", "sqs:TagQueue", "sqs:GetQueueAttributes",
                                                      "sqs:SetQueueAttributes", "sqs:ReceiveMessage",
                                                      "sqs:DeleteMessage", "sqs:DeleteQueue"])
-          and str(statements["OwnNotificationQueue"]["Resource"]).endswith(f":{STACK}-*"),
+          and str(statements["OwnNotificationQueue"]["Resource"]).endswith(f":{STACK}-task-*"),
           str(statements["OwnNotificationQueue"]["Resource"]))
     check("task role: sns:Subscribe/Unsubscribe on the topic only",
           actions("SubscribeQueueToFlagChanges") == ["sns:Subscribe", "sns:Unsubscribe"])
@@ -446,8 +452,9 @@ def check_static_template(template):
     check("DesiredCount allows 0", template["Parameters"]["DesiredCount"]["MinValue"] == 0)
     alarms = {k: v["Properties"] for k, v in r.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = sorted(a["MetricName"] for a in alarms.values())
-    check("alarms: unhealthy hosts, target 5xx, seconds since last sync",
-          metrics == ["HTTPCode_Target_5XX_Count", "SecondsSinceLastSync", "UnHealthyHostCount"], str(metrics))
+    check("alarms: unhealthy hosts, target 5xx, seconds since last sync, dead letters",
+          metrics == ["ApproximateNumberOfMessagesVisible", "HTTPCode_Target_5XX_Count", "SecondsSinceLastSync",
+                      "UnHealthyHostCount"], str(metrics))
     note("DeletionPolicy/RetainExceptOnCreate and the deployment circuit breaker (no rollback "
          "behaviour in moto); parameter constraints (checked by this test, not by moto)")
 
@@ -545,6 +552,8 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         AWS_REGION=REGION, FLAGPOLE_REPLICA_ID="task-1", FLAGPOLE_SQS_WAIT_TIME="1s",
         # The stack writes EMF lines every 60 s; every second here, to see some.
         FLAGPOLE_METRICS_EMF_INTERVAL="1s",
+        # A poison message reappears after this; 2 s instead of 30 s to see it dead-lettered.
+        FLAGPOLE_SQS_VISIBILITY_TIMEOUT="2s",
     )
     log = open(work / "daemon.log", "w")
     proc = subprocess.Popen([daemon, "start"], env=proc_env, stdout=log, stderr=subprocess.STDOUT)
@@ -563,6 +572,12 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         queues = clients("sqs").list_queues(QueueNamePrefix=env["FLAGPOLE_SQS_QUEUE_PREFIX"]).get("QueueUrls", [])
         check(f"the task created its queue under the stack's prefix ({env['FLAGPOLE_SQS_QUEUE_PREFIX']})",
               len(queues) == 1, str(queues))
+        if queues:
+            attributes = clients("sqs").get_queue_attributes(QueueUrl=queues[0], AttributeNames=["RedrivePolicy"])
+            redrive = json.loads(attributes.get("Attributes", {}).get("RedrivePolicy", "{}"))
+            check("its redrive policy sends a message received 5 times to the stack's dead-letter queue",
+                  redrive.get("deadLetterTargetArn") == env["FLAGPOLE_SQS_DEAD_LETTER_ARN"]
+                  and str(redrive.get("maxReceiveCount")) == "5", str(redrive))
         subs = clients("sns").list_subscriptions_by_topic(TopicArn=env["FLAGPOLE_SNS_TOPIC_ARN"])["Subscriptions"]
         check("and subscribed it to the stack's topic", any(s["Protocol"] == "sqs" for s in subs), str(subs))
 
@@ -615,6 +630,21 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         stream.cancel()
         channel.close()
         api.shutdown()
+
+        # A poison message: received, not understood, kept; after 5 receives moto's redrive
+        # moves it to the stack's dead-letter queue instead of it returning for an hour.
+        sqs = clients("sqs")
+        if queues:
+            sqs.send_message(QueueUrl=queues[0], MessageBody="not a flag change")
+            dlq = sqs.get_queue_url(QueueName=env["FLAGPOLE_SQS_DEAD_LETTER_ARN"].split(":")[-1])["QueueUrl"]
+            dead = 0
+            for _ in range(600):
+                attributes = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+                dead = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+                if dead:
+                    break
+                time.sleep(0.1)
+            check("a poison message ends in the dead-letter queue after 5 receives", dead == 1, str(dead))
 
         # The EMF lines the stack's configuration-age alarm reads from awslogs.
         emf = None
