@@ -333,6 +333,14 @@ def check_load_balancing(clients, res, template):
     if moto_drops_version:
         note("target-group ProtocolVersion (moto's CloudFormation creates every group as HTTP1; "
              "GRPC is checked in the template)")
+    attributes = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(
+        LoadBalancerArn=res["LoadBalancer"]["PhysicalResourceId"])["Attributes"]}
+    idle = attributes.get("idle_timeout.timeout_seconds")
+    if idle is None:
+        note("load balancer attributes (moto's CloudFormation does not apply them; checked in the template)")
+        declared = template["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]
+        idle = next(a["Value"] for a in declared if a["Key"] == "idle_timeout.timeout_seconds")
+    check("load balancer idle timeout lets silent sync streams live (>= 300 s)", int(idle) >= 300, str(idle))
     listener_arn = res["HttpsListener"]["PhysicalResourceId"]
     listener = elb.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
     check("listener: HTTPS 443 with the ACM certificate, default action to the gRPC group",
