@@ -489,6 +489,23 @@ def check_http_api_template(template, params):
         check(f"template rule refuses {why}", applies and not holds)
 
 
+def zone_lookup(clients, zone_name):
+    """Step 2's Route 53 lookup, run as written: the walkthrough's --query (JMESPath) over
+    `list-hosted-zones-by-name --dns-name $ZONE_NAME`, `--output text`, then
+    `${ZONE_ID#/hostedzone/}`: the public zone named exactly ZONE_NAME, or "" without one."""
+    import jmespath
+
+    query = re.search(r'list-hosted-zones-by-name --dns-name "\$ZONE_NAME" \\\n\s*--query "([^"]+)"',
+                      WALKTHROUGH.read_text())
+    if not check("the walkthrough looks the zone up with list-hosted-zones-by-name --query", query is not None):
+        return ""
+    expression = query.group(1).replace("$ZONE_NAME", zone_name)
+    answer = clients("route53").list_hosted_zones_by_name(DNSName=zone_name)
+    found = jmespath.search(expression, answer) or []
+    text = "\t".join(found) if isinstance(found, list) else str(found)  # --output text
+    return text.removeprefix("/hostedzone/")
+
+
 def apply_bucket_notifications(clients, template, res, bucket):
     s3 = clients("s3")
     if s3.get_bucket_notification_configuration(Bucket=bucket).get("TopicConfigurations"):
@@ -728,16 +745,36 @@ def run(args, clients, endpoint):
         variables = literal_assignments(blocks)
         # Step 3's default-VPC lookup, done by the test against moto.
         ec2 = clients("ec2")
-        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-        subnets = ",".join(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"])
+        import jmespath
+
+        vpc_query = re.search(r"describe-vpcs --filters Name=is-default,Values=true --query '([^']+)'", walkthrough)
+        subnet_query = re.search(r"describe-subnets --filters Name=vpc-id,Values=\"\$VPC\" \\\n\s*--query '([^']+)'", walkthrough)
+        check("the walkthrough finds the default VPC and its subnets with describe-vpcs/describe-subnets --query",
+              vpc_query is not None and subnet_query is not None)
+        vpc = jmespath.search(vpc_query.group(1), ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]))
+        subnets = ",".join(jmespath.search(subnet_query.group(1), ec2.describe_subnets(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}])))  # --output text | tr '\t' ','
+        check("default VPC and subnets found", vpc.startswith("vpc-") and subnets.count("subnet-") >= 2, f"{vpc} {subnets}")
         # Step 2: the certificate, requested in moto's ACM (the listener refuses an unknown one).
         cert = clients("acm").request_certificate(DomainName=variables["DOMAIN"], ValidationMethod="DNS")["CertificateArn"]
+        # Step 2's query for the validation record, run on moto's answer.
+        import jmespath
+
+        query = re.search(r"describe-certificate --certificate-arn \"\$CERT_ARN\" \\\n\s*--query '([^']+)'", walkthrough)
+        record = None
+        if check("the walkthrough reads the validation record with describe-certificate --query", query is not None):
+            record = jmespath.search(query.group(1), clients("acm").describe_certificate(CertificateArn=cert))
+        check("that query yields the CNAME to create (Name, Type, Value)",
+              isinstance(record, dict) and record.get("Type") == "CNAME" and record.get("Name") and record.get("Value"),
+              str(record))
+        note("ACM validation itself and `aws acm wait certificate-validated` (moto issues the "
+             "certificate at once; real validation waits for the CNAME)")
         # Step 3's hosted-zone lookup finds no zone in an empty account: empty HostedZoneId.
-        zones = clients("route53").list_hosted_zones_by_name(DNSName=variables["DOMAIN"].split(".", 1)[1])["HostedZones"]
+        zones = zone_lookup(clients, variables["ZONE_NAME"])
         variables.update(
             AWS_REGION=REGION, ACCOUNT=ACCOUNT, REGISTRY=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
             BUCKET=f"flagpole-flags-{ACCOUNT}", CERT_ARN=cert, VPC=vpc, PUBLIC=subnets, PRIVATE=subnets,
-            ZONE_ID="" if not zones else zones[0]["Id"].split("/")[-1], INGRESS_CIDR="203.0.113.7/32",
+            ZONE_ID=zones, INGRESS_CIDR="203.0.113.7/32",
         )
         check("an empty account has no hosted zone: HostedZoneId stays empty", variables["ZONE_ID"] == "")
         commands = deploy_commands(blocks)
@@ -801,6 +838,28 @@ def run(args, clients, endpoint):
         res = resources(cf)
         apply_bucket_notifications(clients, template, res, bucket)
         env = check_task_definition(clients, res, variables)
+
+        # Step 2/3 in an account with hosted zones: an unrelated public zone listed first and a
+        # private zone of the same name must not be picked; the record aliases the ALB.
+        route53 = clients("route53")
+        route53.create_hosted_zone(Name="aaa-unrelated.org.", CallerReference="unrelated")
+        route53.create_hosted_zone(Name=f"{variables['ZONE_NAME']}.", CallerReference="private",
+                                   VPC={"VPCRegion": REGION, "VPCId": variables["VPC"]},
+                                   HostedZoneConfig={"PrivateZone": True, "Comment": "private"})
+        public = route53.create_hosted_zone(Name=f"{variables['ZONE_NAME']}.", CallerReference="public")
+        public_id = public["HostedZone"]["Id"].split("/")[-1]
+        variables["ZONE_ID"] = zone_lookup(clients, variables["ZONE_NAME"])
+        check("the walkthrough's lookup picks the public zone of ZONE_NAME, not the first or a private one",
+              variables["ZONE_ID"] == public_id, f"{variables['ZONE_ID']} != {public_id}")
+        stack, params = deploy(cf, template, body, ['HostedZoneId=$ZONE_ID'], variables, first=False)
+        if stack is not None:
+            res = resources(cf)
+            records = route53.list_resource_record_sets(HostedZoneId=public_id)["ResourceRecordSets"]
+            alias = [r for r in records if r["Name"].rstrip(".") == variables["DOMAIN"] and r["Type"] == "A"]
+            check("with a hosted zone the stack creates the A alias of DomainName",
+                  "DnsRecord" in res and len(alias) == 1 and "AliasTarget" in alias[0], str(alias))
+            apply_bucket_notifications(clients, template, res, bucket)
+            env = check_task_definition(clients, res, variables)
 
         if args.daemon:
             with tempfile.TemporaryDirectory() as work:
