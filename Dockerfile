@@ -25,7 +25,9 @@ ARG RUST_LIBC=musl
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 # Chooses the Rust target, installs its C toolchain (ring and mimalloc compile C) and writes
-# .cargo/config.toml so the two cargo builds below need no further arguments. Debian packages
+# .cargo/config.toml so the two cargo builds below need no further arguments. Natively the
+# default linker links (Rust's musl target brings its own C runtime); cross builds link with
+# the target's gcc. Debian packages
 # are not pinned to an exact version: a point release removes the old one from the mirror.
 # hadolint ignore=DL3008
 RUN case "${TARGETARCH:-amd64}" in \
@@ -54,13 +56,13 @@ RUN case "${TARGETARCH:-amd64}" in \
     && { echo '[build]'; \
          echo "target = \"$target\""; \
          echo "[target.$target]"; \
-         echo "linker = \"$cc\""; \
+         if [ "$arch" != "$(uname -m)" ]; then echo "linker = \"$cc\""; fi; \
          echo 'rustflags = ["-C", "target-feature=+crt-static"]'; \
          echo '[env]'; \
          echo "CC_${target//-/_} = \"$cc\""; \
        } > .cargo/config.toml \
     && echo "$target" > /rust-target \
-    && echo "builder: $target, linked by $cc" \
+    && echo "builder: $target, C compiler $cc" \
     && cargo --version
 
 # Dependencies first, against placeholder sources, so this layer is reused until
