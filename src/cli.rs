@@ -180,6 +180,10 @@ pub struct StartArgs {
     /// Name prefix of the per-replica fan-out queues (default `flagpole-`).
     #[arg(long, env = "FLAGPOLE_SQS_QUEUE_PREFIX")]
     pub sqs_queue_prefix: Option<String>,
+    /// Dead-letter queue (ARN) for the fan-out queues: a message received 5 times without
+    /// being handled moves there instead of returning until it expires.
+    #[arg(long, env = "FLAGPOLE_SQS_DEAD_LETTER_ARN")]
+    pub sqs_dead_letter_arn: Option<String>,
     /// Messages per SQS receive, 1 to 10 (default 10).
     #[arg(long, env = "FLAGPOLE_SQS_BATCH_SIZE")]
     pub sqs_batch_size: Option<i32>,
@@ -210,6 +214,13 @@ pub struct StartArgs {
     /// be reached is served from it (an S3 outage does not leave a restarted task empty).
     #[arg(long, env = "FLAGPOLE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Write CloudWatch Embedded Metric Format lines to stdout this often (e.g. `60s`; off by
+    /// default): configuration age, last sync, rejected documents, evaluations, open streams.
+    #[arg(long, env = "FLAGPOLE_METRICS_EMF_INTERVAL")]
+    pub metrics_emf_interval: Option<String>,
+    /// CloudWatch namespace of the EMF metrics (default `flagpole`).
+    #[arg(long, env = "FLAGPOLE_METRICS_EMF_NAMESPACE")]
+    pub metrics_emf_namespace: Option<String>,
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
@@ -287,6 +298,7 @@ impl StartArgs {
                     sqs_queue_url: self.sqs_queue_url.clone(),
                     sns_topic_arn: self.sns_topic_arn.clone(),
                     sqs_queue_prefix: self.sqs_queue_prefix.clone(),
+                    sqs_dead_letter_arn: self.sqs_dead_letter_arn.clone(),
                     sqs_batch_size: self.sqs_batch_size,
                     sqs_visibility_timeout: duration(
                         &self.sqs_visibility_timeout,
@@ -306,6 +318,8 @@ impl StartArgs {
             metrics_key_limit: self.metrics_key_limit,
             max_document_size: self.max_document_size,
             cache_dir: self.cache_dir.clone(),
+            metrics_emf_interval: duration(&self.metrics_emf_interval, "metrics-emf-interval")?,
+            metrics_emf_namespace: self.metrics_emf_namespace.clone(),
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
             shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })

@@ -38,6 +38,9 @@ pub struct AwsSettings {
     pub sns_topic_arn: Option<String>,
     /// Name prefix of the per-replica fan-out queues.
     pub sqs_queue_prefix: String,
+    /// Dead-letter queue of the fan-out queues: a message received
+    /// [`crate::sync::FANOUT_MAX_RECEIVES`] times without being handled moves there.
+    pub sqs_dead_letter_arn: Option<String>,
     /// Messages per SQS receive (1..=10).
     pub sqs_batch_size: i32,
     /// How long a received message stays invisible while it is handled.
@@ -62,6 +65,7 @@ impl Default for AwsSettings {
             sqs_queue_url: None,
             sns_topic_arn: None,
             sqs_queue_prefix: "flagpole-".to_owned(),
+            sqs_dead_letter_arn: None,
             sqs_batch_size: 10,
             sqs_visibility_timeout: Duration::from_secs(30),
             sqs_wait_time: Duration::from_secs(20),
@@ -92,6 +96,8 @@ pub struct AwsInput {
     pub sns_topic_arn: Option<String>,
     /// `sqs-queue-prefix`.
     pub sqs_queue_prefix: Option<String>,
+    /// `sqs-dead-letter-arn`.
+    pub sqs_dead_letter_arn: Option<String>,
     /// `sqs-batch-size`.
     pub sqs_batch_size: Option<i32>,
     /// `sqs-visibility-timeout`.
@@ -123,6 +129,7 @@ impl AwsInput {
             sqs_queue_url: text("sqs-queue-url")?,
             sns_topic_arn: text("sns-topic-arn")?,
             sqs_queue_prefix: text("sqs-queue-prefix")?,
+            sqs_dead_letter_arn: text("sqs-dead-letter-arn")?,
             sqs_batch_size: get("sqs-batch-size")
                 .map(|v| number(v, "sqs-batch-size"))
                 .transpose()?,
@@ -144,6 +151,19 @@ impl AwsInput {
                 message: message.to_owned(),
             })
         };
+        if let Some(arn) = self
+            .sqs_dead_letter_arn
+            .as_deref()
+            .filter(|s| !s.is_empty())
+        {
+            let parts: Vec<&str> = arn.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sqs" || parts[5].is_empty() {
+                return fail(
+                    "sqs-dead-letter-arn",
+                    "expected an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)",
+                );
+            }
+        }
         if self.sqs_batch_size.is_some_and(|n| !(1..=10).contains(&n)) {
             return fail("sqs-batch-size", "must be between 1 and 10");
         }
@@ -178,6 +198,7 @@ impl AwsInput {
             sqs_queue_url: self.sqs_queue_url.or(lower.sqs_queue_url),
             sns_topic_arn: self.sns_topic_arn.or(lower.sns_topic_arn),
             sqs_queue_prefix: self.sqs_queue_prefix.or(lower.sqs_queue_prefix),
+            sqs_dead_letter_arn: self.sqs_dead_letter_arn.or(lower.sqs_dead_letter_arn),
             sqs_batch_size: self.sqs_batch_size.or(lower.sqs_batch_size),
             sqs_visibility_timeout: self.sqs_visibility_timeout.or(lower.sqs_visibility_timeout),
             sqs_wait_time: self.sqs_wait_time.or(lower.sqs_wait_time),
@@ -199,6 +220,7 @@ impl AwsInput {
             sqs_queue_url: self.sqs_queue_url,
             sns_topic_arn: self.sns_topic_arn,
             sqs_queue_prefix: self.sqs_queue_prefix.unwrap_or(d.sqs_queue_prefix),
+            sqs_dead_letter_arn: self.sqs_dead_letter_arn.filter(|s| !s.is_empty()),
             sqs_batch_size: self.sqs_batch_size.unwrap_or(d.sqs_batch_size),
             sqs_visibility_timeout: self
                 .sqs_visibility_timeout
@@ -279,6 +301,10 @@ pub struct Settings {
     pub max_document_size: usize,
     /// Where each source's last applied document is kept (`None`: nowhere).
     pub cache_dir: Option<PathBuf>,
+    /// How often to write CloudWatch EMF metric lines to stdout; `None` (or zero): never.
+    pub metrics_emf_interval: Option<Duration>,
+    /// The CloudWatch namespace of the EMF metrics.
+    pub metrics_emf_namespace: String,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -311,6 +337,8 @@ impl Default for Settings {
             metrics_key_limit: 2000,
             max_document_size: crate::sync::limit::DEFAULT_MAX_DOCUMENT_SIZE,
             cache_dir: None,
+            metrics_emf_interval: None,
+            metrics_emf_namespace: "flagpole".to_owned(),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -396,6 +424,10 @@ pub struct ConfigInput {
     pub max_document_size: Option<usize>,
     /// `cache-dir`.
     pub cache_dir: Option<PathBuf>,
+    /// `metrics-emf-interval`.
+    pub metrics_emf_interval: Option<Duration>,
+    /// `metrics-emf-namespace`.
+    pub metrics_emf_namespace: Option<String>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
     /// `shutdown-grace`.
@@ -493,9 +525,16 @@ impl ConfigInput {
                 .transpose()?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            metrics_emf_namespace: get("metrics-emf-namespace")
+                .map(|v| scalar(v, "metrics-emf-namespace"))
+                .transpose()?
+                .filter(|s| !s.is_empty()),
             aws: AwsInput::from_map(map)?,
             ..ConfigInput::default()
         };
+        if let Some(v) = get("metrics-emf-interval") {
+            input.metrics_emf_interval = Some(parse_duration_value(v, "metrics-emf-interval")?);
+        }
         if let Some(v) = get("stream-deadline") {
             input.stream_deadline = Some(parse_duration_value(v, "stream-deadline")?);
         }
@@ -569,6 +608,8 @@ impl ConfigInput {
             metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
             max_document_size: self.max_document_size.or(lower.max_document_size),
             cache_dir: self.cache_dir.or(lower.cache_dir),
+            metrics_emf_interval: self.metrics_emf_interval.or(lower.metrics_emf_interval),
+            metrics_emf_namespace: self.metrics_emf_namespace.or(lower.metrics_emf_namespace),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
@@ -613,6 +654,10 @@ impl ConfigInput {
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
             max_document_size: self.max_document_size.unwrap_or(defaults.max_document_size),
             cache_dir: self.cache_dir,
+            metrics_emf_interval: self.metrics_emf_interval.filter(|d| !d.is_zero()),
+            metrics_emf_namespace: self
+                .metrics_emf_namespace
+                .unwrap_or(defaults.metrics_emf_namespace),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -1041,6 +1086,7 @@ mod tests {
         assert_eq!(aws.s3_safety_poll_interval, Duration::from_secs(600));
         assert_eq!(aws.s3_poll_interval, Duration::from_secs(5));
         assert_eq!(aws.sqs_queue_prefix, "flagpole-");
+        assert_eq!(aws.sqs_dead_letter_arn, None);
         assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
         assert!(aws.notifications());
         assert!(!AwsSettings::default().notifications());
@@ -1070,6 +1116,45 @@ mod tests {
         assert_eq!(settings.drain_delay, Duration::from_secs(15));
         assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
         assert!(ConfigInput::from_value(&json!({"drain-delay": "soon"})).is_err());
+    }
+
+    #[test]
+    fn dead_letter_arn_is_an_sqs_arn() {
+        let input = ConfigInput::from_value(&json!({
+            "sqs-dead-letter-arn": "arn:aws:sqs:eu-west-1:123456789012:flagpole-dlq"
+        }))
+        .unwrap();
+        assert_eq!(
+            input.into_settings().aws.sqs_dead_letter_arn.as_deref(),
+            Some("arn:aws:sqs:eu-west-1:123456789012:flagpole-dlq")
+        );
+        for bad in ["flagpole-dlq", "arn:aws:sns:eu-west-1:123456789012:topic"] {
+            let input = AwsInput {
+                sqs_dead_letter_arn: Some(bad.to_owned()),
+                ..AwsInput::default()
+            };
+            assert!(input.check().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metrics_emf_is_off_by_default_and_set_by_file() {
+        let defaults = ConfigInput::default().into_settings();
+        assert_eq!(defaults.metrics_emf_interval, None);
+        assert_eq!(defaults.metrics_emf_namespace, "flagpole");
+        let settings = ConfigInput::from_value(&json!({
+            "metrics-emf-interval": "60s",
+            "metrics-emf-namespace": "flagpole/prod"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.metrics_emf_interval, Some(Duration::from_secs(60)));
+        assert_eq!(settings.metrics_emf_namespace, "flagpole/prod");
+        let off = ConfigInput::from_value(&json!({"metrics-emf-interval": "0s"}))
+            .unwrap()
+            .into_settings();
+        assert_eq!(off.metrics_emf_interval, None);
+        assert!(ConfigInput::from_value(&json!({"metrics-emf-interval": "often"})).is_err());
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub async fn run(
         ofrep,
     } = listeners;
 
+    // CloudWatch EMF lines on stdout (awslogs ships them); stops with the management port.
+    if let Some(interval) = settings.metrics_emf_interval {
+        let (store, stats) = (store.clone(), supervisor.stats_reader());
+        tokio::spawn(crate::service::metrics::run_emf(
+            interval,
+            settings.metrics_emf_namespace.clone(),
+            metrics.clone(),
+            move || (store.sources(), stats.stats()),
+            until(closed.clone()),
+        ));
+    }
     let management = management.map(|listener| {
         let readiness = Readiness::new(supervisor.ready(), stopping.clone());
         let server = ManagementServer::new(

@@ -35,6 +35,7 @@ pub use embedded::{EmbeddedSource, DEFAULT_FLAGS, EMBEDDED_URI};
 pub use file::{FileSource, DEFAULT_POLL_INTERVAL};
 pub use provider::Provider;
 pub use s3::{S3Location, S3Source};
+pub use sns::FANOUT_MAX_RECEIVES;
 pub use source::{
     Outcome, Payload, PayloadSink, Refresh, RefreshResult, Refreshes, Shutdown, Source,
     SourceContext, SourceFuture, SourceStats,

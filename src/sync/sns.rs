@@ -17,6 +17,18 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages older than this are useless (the safety poll has re-read everything by then).
 const RETENTION_SECONDS: &str = "3600";
 
+/// With a dead-letter queue: receives after which an unhandled message moves there.
+pub const FANOUT_MAX_RECEIVES: u32 = 5;
+
+/// The redrive policy sending messages received [`FANOUT_MAX_RECEIVES`] times to `dlq_arn`.
+pub(super) fn redrive_policy(dlq_arn: &str) -> String {
+    serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": FANOUT_MAX_RECEIVES.to_string(),
+    })
+    .to_string()
+}
+
 /// A replica's own queue, subscribed to the topic.
 #[derive(Debug)]
 pub(super) struct FanoutQueue {
@@ -66,9 +78,16 @@ impl FanoutQueue {
         name: &str,
         replica: &str,
         visibility_timeout: Duration,
+        dead_letter_arn: Option<&str>,
     ) -> Result<FanoutQueue, String> {
         let created = sqs
             .create_queue()
+            .set_attributes(dead_letter_arn.map(|arn| {
+                std::collections::HashMap::from([(
+                    QueueAttributeName::RedrivePolicy,
+                    redrive_policy(arn),
+                )])
+            }))
             .queue_name(name)
             .attributes(
                 QueueAttributeName::MessageRetentionPeriod,
@@ -175,6 +194,20 @@ impl FanoutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redrive_policy_names_the_dead_letter_queue() {
+        let policy: serde_json::Value =
+            serde_json::from_str(&redrive_policy("arn:aws:sqs:eu-west-1:123456789012:dlq"))
+                .unwrap();
+        assert_eq!(
+            policy,
+            serde_json::json!({
+                "deadLetterTargetArn": "arn:aws:sqs:eu-west-1:123456789012:dlq",
+                "maxReceiveCount": "5"
+            })
+        );
+    }
 
     #[test]
     fn queue_names_are_valid_sqs_names() {

@@ -233,6 +233,7 @@ impl Consumer {
                 &name,
                 &replica,
                 settings.sqs_visibility_timeout,
+                settings.sqs_dead_letter_arn.as_deref(),
             )
             .await;
             match created {

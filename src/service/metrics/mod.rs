@@ -10,9 +10,12 @@
 //! own series; evaluations of any further key are counted under key and variant
 //! [`OVERFLOW_LABEL`]. HTTP routes come from a closed set chosen by the caller.
 
+mod emf;
 mod exposition;
 mod http;
 mod shard;
+
+pub use emf::{emf_lines, run_emf, EmfState};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,6 +35,17 @@ const PROVIDER_NAME: &str = "flagd";
 
 /// The key (and variant) label of evaluations beyond the key limit.
 pub const OVERFLOW_LABEL: &str = "__other__";
+
+/// Running totals for the EMF lines: evaluations and errors since start, open streams now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Evaluations since start (successes and failures).
+    pub evaluations: u64,
+    /// Of those, the ones that ended in an error.
+    pub errors: u64,
+    /// Open EventStream and SyncFlags streams.
+    pub open_streams: i64,
+}
 
 /// Every metric of one daemon.
 #[derive(Debug)]
@@ -187,6 +201,20 @@ impl Metrics {
             metrics: self.clone(),
             kind: StreamKind::Sync(key.0, key.1),
         }
+    }
+
+    /// Evaluation and error counts since start, and the streams open now.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        self.registry
+            .for_each_success(|_, count| totals.evaluations += count);
+        self.registry.for_each_failure(|_, count| {
+            totals.evaluations += count;
+            totals.errors += count;
+        });
+        totals.open_streams = self.event_streams.load(Ordering::Relaxed)
+            + lock(&self.sync_streams).values().sum::<i64>();
+        totals
     }
 
     /// Appends every metric this instance records, in the Prometheus text format.
