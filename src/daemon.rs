@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -33,12 +34,21 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds every port named in `settings` on all interfaces.
+    /// Binds every port named in `settings` on all interfaces; `socket_path` and
+    /// `sync_socket_path` replace the evaluation and sync TCP ports with unix sockets.
     pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
+        let evaluation = match &settings.socket_path {
+            Some(path) => bind_unix(path)?,
+            None => bind(settings.port).await?.into(),
+        };
+        let sync = match &settings.sync_socket_path {
+            Some(path) => bind_unix(path)?,
+            None => bind(settings.sync_port).await?.into(),
+        };
         Ok(Listeners {
-            evaluation: bind(settings.port).await?.into(),
+            evaluation,
             management: Some(bind(settings.management_port).await?),
-            sync: Some(bind(settings.sync_port).await?.into()),
+            sync: Some(sync),
             ofrep: Some(bind(settings.ofrep_port).await?.into()),
         })
     }
@@ -46,6 +56,31 @@ impl Listeners {
 
 async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
+}
+
+/// Binds a unix socket at `path`, replacing a socket left by an earlier run (never any other
+/// kind of file). The file is removed again when the server stops.
+fn bind_unix(path: &Path) -> std::io::Result<Listener> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let listener = tokio::net::UnixListener::bind(path).map_err(|error| {
+            std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+        })?;
+        Ok(listener.into())
+    }
+    #[cfg(not(unix))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{}: unix sockets need a unix system", path.display()),
+        ))
+    }
 }
 
 /// Why the daemon stopped with an error.

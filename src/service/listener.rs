@@ -120,6 +120,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     tx: mpsc::Sender<io::Result<Conn>>,
 ) {
+    let _unlink = Unlink::of(&listener);
     let mut backoff = BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
@@ -165,6 +166,32 @@ async fn accept_loop(
                     }
                 });
             }
+        }
+    }
+}
+
+/// Removes a unix socket's file once its listener is closed (as Go's listener does), so
+/// that a stopped daemon leaves no socket clients could mistake for a live one.
+struct Unlink(Option<std::path::PathBuf>);
+
+impl Unlink {
+    fn of(listener: &Listener) -> Unlink {
+        match listener {
+            Listener::Tcp(_) => Unlink(None),
+            #[cfg(unix)]
+            Listener::Unix(l) => Unlink(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(ToOwned::to_owned)),
+            ),
+        }
+    }
+}
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
