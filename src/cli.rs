@@ -159,6 +159,12 @@ pub struct StartArgs {
     /// TLS private key (PEM) for the evaluation and sync ports.
     #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH")]
     pub server_key_path: Option<PathBuf>,
+    /// Unix socket for the evaluation services, replacing the TCP port.
+    #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH")]
+    pub socket_path: Option<PathBuf>,
+    /// Unix socket for the flag sync service, replacing the TCP sync port.
+    #[arg(short = 'e', long, env = "FLAGD_SYNC_SOCKET_PATH")]
+    pub sync_socket_path: Option<PathBuf>,
     /// Silence after which event streams send keep_alive (default 20s).
     #[arg(long, env = "FLAGD_KEEP_ALIVE_INTERVAL")]
     pub keep_alive_interval: Option<String>,
@@ -281,6 +287,14 @@ impl StartArgs {
             disable_sync_metadata: self.disable_sync_metadata,
             server_cert_path: self.server_cert_path.clone(),
             server_key_path: self.server_key_path.clone(),
+            socket_path: self
+                .socket_path
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            sync_socket_path: self
+                .sync_socket_path
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
             keep_alive_interval: duration(&self.keep_alive_interval, "keep-alive-interval")?,
             fractional: self.fractional_version.map(|f| match f {
                 FractionalArg::V2 => FractionalVersion::V2,
@@ -422,6 +436,28 @@ mod tests {
         let s = start(&["--metrics-key-limit", "10", "--drain-delay", "5s"]).unwrap();
         assert_eq!(s.metrics_key_limit, 10);
         assert_eq!(s.drain_delay, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn socket_path_flags() {
+        let s = start(&[
+            "-d",
+            "/tmp/eval.sock",
+            "--sync-socket-path",
+            "/tmp/sync.sock",
+        ])
+        .unwrap();
+        assert_eq!(s.socket_path.as_deref(), Some(Path::new("/tmp/eval.sock")));
+        assert_eq!(
+            s.sync_socket_path.as_deref(),
+            Some(Path::new("/tmp/sync.sock"))
+        );
+        let s = start(&["-e", "/tmp/s.sock"]).unwrap();
+        assert_eq!(s.socket_path, None);
+        assert_eq!(
+            s.sync_socket_path.as_deref(),
+            Some(Path::new("/tmp/s.sock"))
+        );
     }
 
     #[test]

@@ -289,6 +289,10 @@ pub struct Settings {
     pub server_cert_path: Option<PathBuf>,
     /// TLS private key (PEM) for the evaluation and sync ports.
     pub server_key_path: Option<PathBuf>,
+    /// Unix socket serving the evaluation services instead of the TCP `port`.
+    pub socket_path: Option<PathBuf>,
+    /// Unix socket serving the sync service instead of the TCP `sync_port`.
+    pub sync_socket_path: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
     /// Debug-level logging.
@@ -331,6 +335,8 @@ impl Default for Settings {
             disable_sync_metadata: false,
             server_cert_path: None,
             server_key_path: None,
+            socket_path: None,
+            sync_socket_path: None,
             log_format: LogFormat::Console,
             debug: false,
             aws: AwsSettings::default(),
@@ -408,6 +414,10 @@ pub struct ConfigInput {
     pub server_cert_path: Option<PathBuf>,
     /// `server-key-path`.
     pub server_key_path: Option<PathBuf>,
+    /// `socket-path`.
+    pub socket_path: Option<PathBuf>,
+    /// `sync-socket-path`.
+    pub sync_socket_path: Option<PathBuf>,
     /// `keep-alive-interval`.
     pub keep_alive_interval: Option<Duration>,
     /// `fractional-version`.
@@ -529,6 +539,16 @@ impl ConfigInput {
                 .map(|v| scalar(v, "metrics-emf-namespace"))
                 .transpose()?
                 .filter(|s| !s.is_empty()),
+            socket_path: get("socket-path")
+                .map(|v| scalar(v, "socket-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            sync_socket_path: get("sync-socket-path")
+                .map(|v| scalar(v, "sync-socket-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             aws: AwsInput::from_map(map)?,
             ..ConfigInput::default()
         };
@@ -600,6 +620,8 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.or(lower.disable_sync_metadata),
             server_cert_path: self.server_cert_path.or(lower.server_cert_path),
             server_key_path: self.server_key_path.or(lower.server_key_path),
+            socket_path: self.socket_path.or(lower.socket_path),
+            sync_socket_path: self.sync_socket_path.or(lower.sync_socket_path),
             keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
             fractional: self.fractional.or(lower.fractional),
             log_format: self.log_format.or(lower.log_format),
@@ -648,6 +670,8 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.unwrap_or(false),
             server_cert_path: self.server_cert_path,
             server_key_path: self.server_key_path,
+            socket_path: self.socket_path,
+            sync_socket_path: self.sync_socket_path,
             log_format: self.log_format.unwrap_or_default(),
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
@@ -998,6 +1022,8 @@ mod tests {
         let input = ConfigInput::from_value(&json!({
             "server-cert-path": "/ssl/server-cert.pem",
             "server-key-path": "/ssl/server-key.pem",
+            "socket-path": "/tmp/flagd.sock",
+            "sync-socket-path": "",
             "sources": [
                 {"uri": "flags/allFlags.json", "provider": "file"},
                 {"uri": "rawflags/selector-flags.json", "provider": "file"}
@@ -1017,6 +1043,12 @@ mod tests {
             Some(Path::new("/ssl/server-cert.pem"))
         );
         assert_eq!(settings.port, 8013);
+        assert_eq!(
+            settings.socket_path.as_deref(),
+            Some(Path::new("/tmp/flagd.sock"))
+        );
+        // An empty path is no socket (flagd's default is "").
+        assert_eq!(settings.sync_socket_path, None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -10,9 +11,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::service::listener::Listener;
 use crate::service::management::{ManagementServer, Readiness};
 use crate::service::metrics::Metrics;
 use crate::service::sync::SyncServer;
+use crate::service::tls::{ServerTls, TlsError, ALPN_EVALUATION, ALPN_OFREP, ALPN_SYNC};
 use crate::service::{EvaluationServer, OfrepServer, ServeError};
 use crate::store::Store;
 use crate::sync::Supervisor;
@@ -21,23 +24,32 @@ use crate::sync::Supervisor;
 #[derive(Debug)]
 pub struct Listeners {
     /// Evaluation services (8013).
-    pub evaluation: TcpListener,
+    pub evaluation: Listener,
     /// Management: health, readiness, metrics (8014).
     pub management: Option<TcpListener>,
     /// flagd.sync.v1 (8015).
-    pub sync: Option<TcpListener>,
+    pub sync: Option<Listener>,
     /// OFREP (8016).
-    pub ofrep: Option<TcpListener>,
+    pub ofrep: Option<Listener>,
 }
 
 impl Listeners {
-    /// Binds every port named in `settings` on all interfaces.
+    /// Binds every port named in `settings` on all interfaces; `socket_path` and
+    /// `sync_socket_path` replace the evaluation and sync TCP ports with unix sockets.
     pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
+        let evaluation = match &settings.socket_path {
+            Some(path) => bind_unix(path)?,
+            None => bind(settings.port).await?.into(),
+        };
+        let sync = match &settings.sync_socket_path {
+            Some(path) => bind_unix(path)?,
+            None => bind(settings.sync_port).await?.into(),
+        };
         Ok(Listeners {
-            evaluation: bind(settings.port).await?,
+            evaluation,
             management: Some(bind(settings.management_port).await?),
-            sync: Some(bind(settings.sync_port).await?),
-            ofrep: Some(bind(settings.ofrep_port).await?),
+            sync: Some(sync),
+            ofrep: Some(bind(settings.ofrep_port).await?.into()),
         })
     }
 }
@@ -46,12 +58,40 @@ async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
 }
 
+/// Binds a unix socket at `path`, replacing a socket left by an earlier run (never any other
+/// kind of file). The file is removed again when the server stops.
+fn bind_unix(path: &Path) -> std::io::Result<Listener> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.file_type().is_socket() {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let listener = tokio::net::UnixListener::bind(path).map_err(|error| {
+            std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+        })?;
+        Ok(listener.into())
+    }
+    #[cfg(not(unix))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{}: unix sockets need a unix system", path.display()),
+        ))
+    }
+}
+
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The sync layer could not start.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A server failed.
     #[error("server error: {0}")]
     Server(String),
@@ -74,6 +114,13 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // Before anything serves: a bad certificate must stop the daemon, not downgrade it.
+    let tls = ServerTls::from_paths(
+        settings.server_cert_path.as_deref(),
+        settings.server_key_path.as_deref(),
+    )?;
+    let _reload = tls.as_ref().map(|tls| tls.watch()).transpose()?;
+    let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::from_settings(&settings, store.clone())?;
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
@@ -113,7 +160,12 @@ pub async fn run(
     });
     let sync = sync.map(|listener| {
         let server = SyncServer::new(&settings, store.clone(), metrics.clone());
-        tokio::spawn(server.serve(listener, supervisor.ready(), until(drain.clone())))
+        tokio::spawn(server.serve(
+            listener,
+            acceptor(ALPN_SYNC),
+            supervisor.ready(),
+            until(drain.clone()),
+        ))
     });
 
     let drain_delay = settings.drain_delay;
@@ -133,9 +185,14 @@ pub async fn run(
     // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
     let ofrep = ofrep.map(|listener| {
         let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);
-        tokio::spawn(server.serve(listener, until(drain.clone())))
+        tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), until(drain.clone())))
     });
-    let evaluation = server.serve(evaluation, supervisor.ready(), until(drain));
+    let evaluation = server.serve(
+        evaluation,
+        acceptor(ALPN_EVALUATION),
+        supervisor.ready(),
+        until(drain),
+    );
     tokio::pin!(evaluation);
     let early = tokio::select! {
         // Before shutdown the evaluation server only returns on error.

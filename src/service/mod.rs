@@ -6,11 +6,13 @@
 //! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
 //! and a [`Context`](crate::eval::Context).
 
+pub mod listener;
 pub mod management;
 pub mod metrics;
 pub mod proto;
 pub mod protojson;
 pub mod sync;
+pub mod tls;
 pub mod wire;
 
 #[macro_use]

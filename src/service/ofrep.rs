@@ -14,19 +14,19 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt as _;
 use axum::Router;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use super::cors::CorsOnOrigin;
 use super::evaluation::{self, AnyKind, Api, Evaluator, Outcome};
+use super::listener::{self, Listener};
 use super::metrics::{HttpMetricsLayer, Metrics, OVERFLOW_LABEL};
 use super::protojson::normalize_numbers;
 use super::wire::JsonStruct;
@@ -80,21 +80,18 @@ impl OfrepServer {
         }
     }
 
-    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// lets in-flight requests finish.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
+        tls: Option<TlsAcceptor>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving OFREP");
-        }
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let listener = listener.into();
+        tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving OFREP");
+        listener::serve_http1(listener::incoming(listener, tls), self.router(), shutdown).await;
+        Ok(())
     }
 
     /// A future that completes when the evaluation server starts draining (or is gone).

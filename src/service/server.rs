@@ -7,10 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt as _};
+use tokio_rustls::TlsAcceptor;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -19,6 +17,7 @@ use tower::util::MapResponseLayer;
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
 use super::evaluation::Evaluator;
+use super::listener::{self, Incoming, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
@@ -89,12 +88,14 @@ impl EvaluationServer {
         self.evaluator.clone()
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains: health turns
-    /// NOT_SERVING, event streams get `provider_shutdown` and end, in-flight requests finish
-    /// (for at most five seconds). Health reports SERVING once `ready` is `true`.
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// drains: health turns NOT_SERVING, event streams get `provider_shutdown` and end,
+    /// in-flight requests finish (for at most five seconds). Health reports SERVING once
+    /// `ready` is `true`.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
+        tls: Option<TlsAcceptor>,
         ready: watch::Receiver<bool>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
@@ -152,12 +153,15 @@ impl EvaluationServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC, gRPC-Web, Connect)");
-        }
+        let listener = listener.into();
+        tracing::info!(
+            addr = %listener.describe(),
+            tls = tls.is_some(),
+            "serving flagd.evaluation.v1/v2 and schema.v1 (gRPC, gRPC-Web, Connect)"
+        );
         let result = serve_until_drained(
             "evaluation server",
-            listener,
+            listener::incoming(listener, tls),
             shutdown,
             &self.draining,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
@@ -212,18 +216,15 @@ async fn report_health(
     }
 }
 
-/// Accepted connections of a listener, with `TCP_NODELAY` set on each.
-pub(super) type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<TcpStream>> + Send>>;
-
 /// Resolves when a server should stop accepting connections.
 pub(super) type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Runs the server `serve` builds on `listener` until it fails or `shutdown` completes; on
+/// Runs the server `serve` builds on `incoming` until it fails or `shutdown` completes; on
 /// shutdown it flags `draining`, runs `on_drain`, stops accepting and lets in-flight calls
 /// finish for at most [`DRAIN_GRACE`]. `name` labels the log lines.
 pub(super) async fn serve_until_drained<S>(
     name: &str,
-    listener: TcpListener,
+    incoming: Incoming,
     shutdown: impl Future<Output = ()>,
     draining: &watch::Sender<bool>,
     serve: impl FnOnce(Incoming, StopAccepting) -> S,
@@ -232,15 +233,9 @@ pub(super) async fn serve_until_drained<S>(
 where
     S: Future<Output = Result<(), tonic::transport::Error>>,
 {
-    // Latency matters more than packet count for small unary responses.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let server = serve(
-        Box::pin(incoming),
+        incoming,
         Box::pin(async {
             let _ = stopped.await;
         }),

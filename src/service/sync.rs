@@ -21,9 +21,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
@@ -31,6 +31,7 @@ use tonic::{Request, Response, Status};
 
 use super::evaluation::{invalid_selector, SELECTOR_HEADER};
 use super::events::deadline_at;
+use super::listener::{self, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use super::proto::sync_v1::{
@@ -100,15 +101,17 @@ impl SyncServer {
         }
     }
 
-    /// Serves on `listener` until `shutdown` completes, then ends every SyncFlags stream
-    /// cleanly (status OK) and lets in-flight calls finish for at most five seconds.
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// ends every SyncFlags stream cleanly (status OK) and lets in-flight calls finish for at
+    /// most five seconds.
     ///
     /// As in flagd, calls are answered only once `ready` is `true` or five seconds have
     /// passed, so clients never receive an empty document because the sources were still
     /// loading; until then connections wait in the listen backlog.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
+        tls: Option<TlsAcceptor>,
         mut ready: watch::Receiver<bool>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
@@ -137,12 +140,11 @@ impl SyncServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving flagd.sync.v1 (gRPC)");
-        }
+        let listener = listener.into();
+        tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving flagd.sync.v1 (gRPC)");
         serve_until_drained(
             "sync server",
-            listener,
+            listener::incoming(listener, tls),
             shutdown,
             &self.draining,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),

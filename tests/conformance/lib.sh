@@ -65,37 +65,74 @@ for s in socks:
 PY
 }
 
-# Starts flagpole in the background from the testbed directory (the config's uris are relative).
+# The daemons of a suite run, each with its own ports and pid file (flagpole[-NAME].pid) and
+# all logging into flagpole.log: "plain" (the testbed's default flagd) and "ssl" (TLS with the
+# certificates in $CONFORMANCE_WORK/certs, for the @customCert scenarios).
+flagpole_instances="plain ssl"
+
+# Starts every flagpole instance in the background from the testbed directory (the config's
+# uris are relative).
 flagpole_start() {
+  local instance
+  for instance in $flagpole_instances; do
+    flagpole_start_instance "$instance"
+  done
+}
+
+# Arg: instance name.
+flagpole_start_instance() {
+  local instance=$1 pid_file
   # shellcheck disable=SC1091
   source "$CONFORMANCE_WORK/ports"
+  local args=(--port "$EVAL_PORT" --sync-port "$SYNC_PORT"
+    --management-port "$MGMT_PORT" --ofrep-port "$OFREP_PORT")
+  pid_file=$CONFORMANCE_WORK/flagpole.pid
+  if [ "$instance" = ssl ]; then
+    args=(--port "$SSL_EVAL_PORT" --sync-port "$SSL_SYNC_PORT"
+      --management-port "$SSL_MGMT_PORT" --ofrep-port "$SSL_OFREP_PORT"
+      --server-cert-path "$CONFORMANCE_WORK/certs/server.pem"
+      --server-key-path "$CONFORMANCE_WORK/certs/server.key")
+    pid_file=$CONFORMANCE_WORK/flagpole-ssl.pid
+  fi
   (
     cd "$CONFORMANCE_WORK/testbed" || exit
-    exec "$FLAGPOLE_BIN" start --config config.json \
-      --port "$EVAL_PORT" --sync-port "$SYNC_PORT" \
-      --management-port "$MGMT_PORT" --ofrep-port "$OFREP_PORT"
+    exec "$FLAGPOLE_BIN" start --config config.json "${args[@]}"
   ) >>"$CONFORMANCE_WORK/flagpole.log" 2>&1 </dev/null &
-  echo $! >"$CONFORMANCE_WORK/flagpole.pid"
+  echo $! >"$pid_file"
   # Not this shell's job: `control` may kill it, and that is no news.
   disown $!
 }
 
-# Stops the daemon. Arg: signal (TERM for an orderly stop, KILL for a lost connection).
+# Stops every instance. Arg: signal (TERM for an orderly stop, KILL for a lost connection).
+# Signals all instances first, then waits for them together; a zombie (exited, not yet reaped:
+# a restarted daemon is an orphan, and the container's init reaps late) counts as gone.
 flagpole_stop() {
-  local signal=${1:-TERM} pid
-  pid=$(cat "$CONFORMANCE_WORK/flagpole.pid" 2>/dev/null) || return 0
-  [ -n "$pid" ] || return 0
-  kill -"$signal" "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
+  local signal=${1:-TERM} pid pid_file pids=()
+  for pid_file in "$CONFORMANCE_WORK"/flagpole.pid "$CONFORMANCE_WORK"/flagpole-ssl.pid; do
+    pid=$(cat "$pid_file" 2>/dev/null) || continue
+    rm -f "$pid_file"
+    [ -n "$pid" ] || continue
+    kill -"$signal" "$pid" 2>/dev/null || true
+    pids+=("$pid")
   done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$CONFORMANCE_WORK/flagpole.pid"
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    for _ in $(seq 100); do
+      flagpole_running "$pid" || break
+      sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
 }
 
-# Waits until flagpole serves a flag from every source (and, once the management port answers
-# HTTP, until /readyz says ready). Arg: timeout in seconds.
+# Whether process $1 exists and has not exited.
+flagpole_running() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  case $state in Z*) return 1 ;; esac
+}
+
+# Waits until every instance serves a flag from every source (and, once the management port
+# answers HTTP, until /readyz says ready). Arg: timeout in seconds.
 flagpole_await_ready() {
   # shellcheck disable=SC1091
   source "$CONFORMANCE_WORK/ports"
@@ -103,5 +140,11 @@ flagpole_await_ready() {
     --pid-file "$CONFORMANCE_WORK/flagpole.pid" \
     --port "$EVAL_PORT" --management-port "$MGMT_PORT" \
     --config "$CONFORMANCE_WORK/testbed/config.json" \
-    ${PROBE_SYNC:+--sync-port "$SYNC_PORT"}
+    ${PROBE_SYNC:+--sync-port "$SYNC_PORT"} &&
+  "$conformance_python" "$conformance_dir/probe.py" --timeout "${1:-20}" \
+    --pid-file "$CONFORMANCE_WORK/flagpole-ssl.pid" \
+    --port "$SSL_EVAL_PORT" --management-port "$SSL_MGMT_PORT" \
+    --config "$CONFORMANCE_WORK/testbed/config.json" \
+    --ca "$CONFORMANCE_WORK/certs/ca.pem" \
+    ${PROBE_SYNC:+--sync-port "$SSL_SYNC_PORT"}
 }

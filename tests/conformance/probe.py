@@ -102,16 +102,27 @@ def main():
     parser.add_argument("--config", required=True)
     parser.add_argument("--pid-file", required=True)
     parser.add_argument("--timeout", type=float, default=20)
+    parser.add_argument("--ca", help="CA certificate (PEM): the ports serve TLS")
     args = parser.parse_args()
+
+    if args.ca:
+        with open(args.ca, "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+
+        def open_channel(target):
+            return grpc.secure_channel(target, credentials)
+
+    else:
+        open_channel = grpc.insecure_channel
 
     keys = probe_keys(args.config)
     readyz = Readyz(args.management_port)
-    channel = grpc.insecure_channel(f"127.0.0.1:{args.port}")
+    channel = open_channel(f"127.0.0.1:{args.port}")
     stub = evaluation_pb2_grpc.ServiceStub(channel)
     sync_stub = None
     if args.sync_port:
         sync_stub = sync_pb2_grpc.FlagSyncServiceStub(
-            grpc.insecure_channel(f"127.0.0.1:{args.sync_port}")
+            open_channel(f"127.0.0.1:{args.sync_port}")
         )
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:

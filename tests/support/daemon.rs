@@ -115,10 +115,10 @@ impl Launch<'_> {
             handle: None,
         };
         let listeners = Listeners {
-            evaluation,
+            evaluation: evaluation.into(),
             management,
-            sync,
-            ofrep,
+            sync: sync.map(Into::into),
+            ofrep: ofrep.map(Into::into),
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         daemon.shutdown = Some(shutdown);

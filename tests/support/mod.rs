@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod http1;
 pub mod moto;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;

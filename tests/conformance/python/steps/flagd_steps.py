@@ -129,6 +129,11 @@ def provider(context, kind):
     elif kind == "forbidden":
         options["port"] = PORTS["FORBIDDEN_PORT"]
         wait = False
+    elif kind == "ssl":
+        # The TLS instance, trusting only the run's throw-away CA (tests/support/gen-test-certs).
+        options["port"] = PORTS["SSL_SYNC_PORT"] if in_process else PORTS["SSL_EVAL_PORT"]
+        options["tls"] = True
+        options["cert_path"] = os.path.join(WORK, "certs", "ca.pem")
     elif kind not in ("stable", "metadata"):
         raise AssertionError(f"no {kind} flagd provider in this suite")
     options.update(context.options)

@@ -1,0 +1,393 @@
+//! Listening sockets and the accept loop every port shares.
+//!
+//! [`incoming`] accepts on a TCP or unix socket and yields [`Conn`]s: plain, or TLS after a
+//! handshake that runs in its own task under [`HANDSHAKE_TIMEOUT`], so a client that opens a
+//! connection and says nothing never blocks the loop. When accepting fails for lack of
+//! resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop backs off (10 ms doubling to 1 s)
+//! instead of retrying at once and spinning a core; it ends, closing the socket, as soon as
+//! the server stops taking connections.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+#[cfg(unix)]
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+
+/// Longest time a TLS handshake may take before the connection is closed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First and largest pause after a failed accept for lack of resources.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP port.
+    Tcp(TcpListener),
+    /// A unix domain socket.
+    #[cfg(unix)]
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+#[cfg(unix)]
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Listener {
+        Listener::Unix(listener)
+    }
+}
+
+impl Listener {
+    /// The address for log lines: `ip:port` or `unix:path`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp".into()),
+            #[cfg(unix)]
+            Listener::Unix(l) => match l.local_addr() {
+                Ok(addr) => match addr.as_pathname() {
+                    Some(path) => format!("unix:{}", path.display()),
+                    None => "unix".into(),
+                },
+                Err(_) => "unix".into(),
+            },
+        }
+    }
+
+    async fn accept(&self) -> io::Result<Plain> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                // Latency matters more than packet count for small unary responses.
+                let _ = stream.set_nodelay(true);
+                Ok(Plain::Tcp(stream))
+            }
+            #[cfg(unix)]
+            Listener::Unix(l) => Ok(Plain::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// An accepted socket before TLS.
+#[derive(Debug)]
+pub enum Plain {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix domain socket.
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+/// An accepted connection, plain or TLS.
+#[derive(Debug)]
+pub enum Conn {
+    /// No TLS.
+    Plain(Plain),
+    /// TLS over a socket, handshake done.
+    Tls(Box<TlsStream<Plain>>),
+}
+
+/// Accepted connections of a listener.
+pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>;
+
+/// Accepts on `listener` (with a TLS handshake when `tls` is set) in a task of its own,
+/// until the returned stream is dropped.
+pub fn incoming(listener: Listener, tls: Option<TlsAcceptor>) -> Incoming {
+    let (tx, rx) = mpsc::channel::<io::Result<Conn>>(16);
+    tokio::spawn(accept_loop(listener, tls, tx));
+    Box::pin(ReceiverStream::new(rx))
+}
+
+async fn accept_loop(
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
+    tx: mpsc::Sender<io::Result<Conn>>,
+) {
+    let _unlink = Unlink::of(&listener);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let plain = match accepted {
+            Ok(plain) => {
+                backoff = BACKOFF_MIN;
+                plain
+            }
+            Err(error) if out_of_resources(&error) => {
+                tracing::warn!(%error, pause = ?backoff, "cannot accept connections; pausing");
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            // The peer gave up before accept (ECONNABORTED, ECONNRESET...): nothing to do.
+            Err(error) => {
+                tracing::debug!(%error, "accept failed");
+                continue;
+            }
+        };
+        match &tls {
+            None => {
+                if tx.send(Ok(Conn::Plain(plain))).await.is_err() {
+                    return;
+                }
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Removes a unix socket's file once its listener is closed (as Go's listener does), so
+/// that a stopped daemon leaves no socket clients could mistake for a live one.
+struct Unlink(Option<std::path::PathBuf>);
+
+impl Unlink {
+    fn of(listener: &Listener) -> Unlink {
+        match listener {
+            Listener::Tcp(_) => Unlink(None),
+            #[cfg(unix)]
+            Listener::Unix(l) => Unlink(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(ToOwned::to_owned)),
+            ),
+        }
+    }
+}
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Accept errors that mean "no descriptors or memory now", worth a pause.
+fn out_of_resources(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        const EMFILE: i32 = 24;
+        const ENFILE: i32 = 23;
+        const ENOMEM: i32 = 12;
+        #[cfg(target_os = "linux")]
+        const ENOBUFS: i32 = 105;
+        #[cfg(not(target_os = "linux"))]
+        const ENOBUFS: i32 = 55;
+        matches!(
+            error.raw_os_error(),
+            Some(EMFILE | ENFILE | ENOMEM | ENOBUFS)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        error.kind() == io::ErrorKind::OutOfMemory
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+macro_rules! delegate {
+    ($self:ident, $inner:ident => $call:expr) => {
+        match $self.get_mut() {
+            Conn::Plain(Plain::Tcp($inner)) => $call,
+            #[cfg(unix)]
+            Conn::Plain(Plain::Unix($inner)) => $call,
+            Conn::Tls($inner) => $call,
+        }
+    };
+}
+
+macro_rules! delegate_plain {
+    ($self:ident, $inner:ident => $call:expr) => {
+        match $self.get_mut() {
+            Plain::Tcp($inner) => $call,
+            #[cfg(unix)]
+            Plain::Unix($inner) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(Plain::Tcp(s)) => s.is_write_vectored(),
+            #[cfg(unix)]
+            Conn::Plain(Plain::Unix(s)) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+impl AsyncRead for Plain {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate_plain!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Plain {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate_plain!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate_plain!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Plain::Tcp(s) => s.is_write_vectored(),
+            #[cfg(unix)]
+            Plain::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_plain!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_plain!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// Longest time an HTTP/1.1 client may take to send a request's headers (flagd: 3 s on
+/// OFREP); a client trickling header bytes is disconnected then.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Serves HTTP/1.1 with `router` on every connection of `incoming` until `shutdown`
+/// completes; then stops accepting, lets each connection finish its current request and
+/// closes it. Headers must arrive within [`HEADER_READ_TIMEOUT`].
+pub async fn serve_http1(
+    mut incoming: Incoming,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use tokio_stream::StreamExt as _;
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            conn = incoming.next() => match conn {
+                Some(Ok(conn)) => {
+                    connections.spawn(serve_http1_connection(conn, router.clone(), closing.clone()));
+                }
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(incoming);
+    closing_tx.send_replace(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_http1_connection(
+    conn: Conn,
+    router: axum::Router,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(conn), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP/1.1 connection ended");
+            }
+            return;
+        }
+        _ = closing.wait_for(|closing| *closing) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}

@@ -1,0 +1,294 @@
+//! TLS for the evaluation (8013), sync (8015) and OFREP (8016) ports: rustls with the `ring`
+//! provider, TLS 1.2 and 1.3, a certificate chain and key from PEM files
+//! (`--server-cert-path` / `--server-key-path`).
+//!
+//! The certificate is loaded and checked (readable, parseable, key matching the certificate)
+//! before any port serves: a bad pair is a start-up error, never a plaintext fallback. The
+//! files are then watched: when they change (cert-manager, ACM exports, a renewed secret
+//! mounted through a symlink swap) the pair is read again and, if valid, serves every new
+//! handshake; open connections keep the session they negotiated. An invalid replacement is
+//! logged and the previous pair stays in use.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+
+/// ALPN of the evaluation port: gRPC needs `h2`; gRPC-Web and Connect also run over HTTP/1.1.
+pub const ALPN_EVALUATION: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN of the sync port (gRPC only).
+pub const ALPN_SYNC: &[&[u8]] = &[b"h2"];
+/// ALPN of the OFREP port (HTTP/1.1 only).
+pub const ALPN_OFREP: &[&[u8]] = &[b"http/1.1"];
+
+/// How long after a change event the files are read, so that a certificate and key written
+/// one after the other are read as a pair.
+const RELOAD_SETTLE: Duration = Duration::from_millis(250);
+
+/// Why TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Only one of the two paths was given.
+    #[error("TLS needs both --server-cert-path and --server-key-path; only {given} is set")]
+    Incomplete {
+        /// The option that was given.
+        given: &'static str,
+    },
+    /// The certificate file cannot be read or holds no certificate.
+    #[error("TLS certificate `{path}`: {message}")]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key file cannot be read or holds no usable private key.
+    #[error("TLS private key `{path}`: {message}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error("TLS private key `{key}` does not match certificate `{certificate}`: {message}")]
+    Mismatch {
+        /// The certificate file.
+        certificate: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls reported.
+        message: String,
+    },
+    /// The file watcher for reloading could not start.
+    #[error("TLS certificate watch: {0}")]
+    Watch(String),
+}
+
+/// The server certificate of the TLS ports, swapped atomically on reload.
+#[derive(Debug)]
+pub struct ServerTls {
+    certificate: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ServerTls {
+    /// TLS from the two paths, `None` when neither is given; an error when only one is, or
+    /// when the pair cannot be loaded.
+    pub fn from_paths(
+        certificate: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<Arc<ServerTls>>, TlsError> {
+        let (certificate, key) = match (certificate, key) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete {
+                    given: "--server-cert-path",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete {
+                    given: "--server-key-path",
+                })
+            }
+            (Some(c), Some(k)) => (c.to_owned(), k.to_owned()),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let loaded = load(&certificate, &key, &provider)?;
+        Ok(Some(Arc::new(ServerTls {
+            certificate,
+            key,
+            provider,
+            current: ArcSwap::from_pointee(loaded),
+        })))
+    }
+
+    /// An acceptor for one port, offering `alpn` (TLS 1.2 and 1.3, no client certificates).
+    pub fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// Reads the files again; on success new handshakes use the new pair.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let loaded = load(&self.certificate, &self.key, &self.provider)?;
+        self.current.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// Watches the directories of both files and reloads on every change, until the
+    /// returned guard is dropped. Invalid replacements are logged and ignored.
+    pub fn watch(self: &Arc<Self>) -> Result<ReloadGuard, TlsError> {
+        use notify::Watcher as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    if !event.kind.is_access() {
+                        let _ = tx.send(());
+                    }
+                }
+            })
+            .map_err(|e| TlsError::Watch(e.to_string()))?;
+        // Directories, not files: secrets mounted by Kubernetes are replaced by swapping a
+        // symlink, and editors replace files by renaming; both escape a file watch.
+        let mut dirs: Vec<PathBuf> = [&self.certificate, &self.key]
+            .iter()
+            .map(|p| match p.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                _ => PathBuf::from("."),
+            })
+            .collect();
+        dirs.dedup();
+        for dir in &dirs {
+            watcher
+                .watch(dir, notify::RecursiveMode::NonRecursive)
+                .map_err(|e| TlsError::Watch(format!("{}: {e}", dir.display())))?;
+        }
+        let tls = self.clone();
+        let task = tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                tokio::time::sleep(RELOAD_SETTLE).await;
+                while rx.try_recv().is_ok() {}
+                let before = tls.current.load_full();
+                match load(&tls.certificate, &tls.key, &tls.provider) {
+                    Ok(loaded) if loaded.cert == before.cert => {}
+                    Ok(loaded) => {
+                        tls.current.store(Arc::new(loaded));
+                        tracing::info!(
+                            certificate = %tls.certificate.display(),
+                            "TLS certificate reloaded; new connections use it"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "TLS certificate not reloaded; keeping the previous one")
+                    }
+                }
+            }
+        });
+        Ok(ReloadGuard {
+            _watcher: watcher,
+            task,
+        })
+    }
+
+    /// The certificate chain new handshakes present (DER, leaf first).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current.load().cert.clone()
+    }
+}
+
+/// Keeps the certificate reload running; dropping it stops watching.
+pub struct ReloadGuard {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ReloadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for ReloadGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<ServerTls>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current.load_full())
+    }
+}
+
+/// Reads and checks a certificate chain and its key.
+fn load(
+    certificate: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let cert_error = |message: String| TlsError::Certificate {
+        path: certificate.to_owned(),
+        message,
+    };
+    let key_error = |message: String| TlsError::Key {
+        path: key.to_owned(),
+        message,
+    };
+    // Read first so that a missing or unreadable file says so plainly.
+    let cert_pem = std::fs::read(certificate).map_err(|e| cert_error(e.to_string()))?;
+    let key_pem = std::fs::read(key).map_err(|e| key_error(e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(format!("not PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(cert_error("no CERTIFICATE block found".into()));
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| key_error(format!("no usable PEM private key: {e}")))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(private_key)
+        .map_err(|e| key_error(e.to_string()))?;
+    let loaded = CertifiedKey::new(chain, signing_key);
+    match loaded.keys_match() {
+        Ok(()) => Ok(loaded),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(loaded),
+        Err(error) => Err(TlsError::Mismatch {
+            certificate: certificate.to_owned(),
+            key: key.to_owned(),
+            message: error.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_path_alone_is_an_error() {
+        let error = ServerTls::from_paths(Some(Path::new("cert.pem")), None).unwrap_err();
+        assert!(
+            error.to_string().contains("only --server-cert-path"),
+            "{error}"
+        );
+        let error = ServerTls::from_paths(None, Some(Path::new("key.pem"))).unwrap_err();
+        assert!(
+            error.to_string().contains("only --server-key-path"),
+            "{error}"
+        );
+        assert!(ServerTls::from_paths(None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn missing_and_garbage_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let error = ServerTls::from_paths(Some(&cert), Some(&key)).unwrap_err();
+        assert!(matches!(error, TlsError::Certificate { .. }), "{error}");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let error = ServerTls::from_paths(Some(&cert), Some(&key)).unwrap_err();
+        assert!(error.to_string().contains("no CERTIFICATE"), "{error}");
+    }
+}
