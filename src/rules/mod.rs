@@ -83,6 +83,6 @@ impl Rule {
     /// Evaluates the rule; the result may borrow from the rule or the context.
     pub fn evaluate<'a>(&'a self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
         let mut cx = interp::Cx::new(*env);
-        self.root.eval(interp::Scope::Root, &mut cx)?.into_cow()
+        self.root.eval(interp::Scope::ROOT, &mut cx)?.into_cow()
     }
 }
