@@ -15,7 +15,11 @@ use super::{fractional, semver, strings, Env, EvalError, MAX_STEPS};
 /// How deeply values from the data may be re-read as rules (v3.9.1 re-applies an `if` branch
 /// or a substituted `var` that yields a one-key object); a cycle in the data would otherwise
 /// recurse without end.
-const MAX_INTERPRET_DEPTH: u32 = 16;
+const MAX_INTERPRET_DEPTH: u32 = 4;
+
+/// How deeply a value re-read as a rule may nest: it is compiled as if it sat this far below
+/// the rule's depth limit, so the stack stays bounded with `MAX_INTERPRET_DEPTH` levels.
+const INTERPRETED_RULE_DEPTH: usize = 32;
 
 /// Per-evaluation state: what the rule may read and how much work is left.
 pub(super) struct Cx<'a> {
@@ -439,7 +443,7 @@ fn interpret<'x, 'a: 'x>(v: View<'_>, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x
     let value = view_to_value(v);
     cx.charge_copy(&value)?;
     let node = Compiler::new()
-        .compile(&value, 0)
+        .compile(&value, super::MAX_DEPTH - INTERPRETED_RULE_DEPTH)
         .map_err(|e| EvalError(e.0))?;
     cx.interpret_depth += 1;
     let r = node.eval(scope.plain(), cx).and_then(|r| detach(r, cx));
@@ -474,7 +478,7 @@ fn apply_value<'x, 'a: 'x>(
             let value = view_to_value(v.view());
             cx.charge_copy(&value)?;
             let node = Compiler::new()
-                .compile(&value, 0)
+                .compile(&value, super::MAX_DEPTH - INTERPRETED_RULE_DEPTH)
                 .map_err(|e| EvalError(e.0))?;
             let s = Scope {
                 data: scope.data,

@@ -244,11 +244,16 @@ impl Op {
 /// Builds the node tree while counting nodes.
 pub(super) struct Compiler {
     nodes: usize,
+    /// The first operator name this engine does not know (it fails only when evaluated).
+    pub(super) unknown: Option<Box<str>>,
 }
 
 impl Compiler {
     pub(super) fn new() -> Compiler {
-        Compiler { nodes: 0 }
+        Compiler {
+            nodes: 0,
+            unknown: None,
+        }
     }
 
     pub(super) fn compile(&mut self, v: &Value, depth: usize) -> Result<Node, CompileError> {
@@ -296,6 +301,9 @@ impl Compiler {
             return self.var(raw, depth);
         }
         let Some(op) = Op::from_name(name) else {
+            if self.unknown.is_none() {
+                self.unknown = Some(name.into());
+            }
             // Still compile the arguments, so the depth and size limits hold.
             self.compile(raw, depth + 1)?;
             return Ok(Node::Fail(

@@ -111,6 +111,10 @@ fn unknown_operators_fail_only_when_evaluated() {
         run_err(rule, json!({}));
     }
     assert_eq!(run0(json!({"if": [true, "a", {"nope": []}]})), json!("a"));
+    let r = Rule::compile(&json!({"if": [true, "a", {"nope": []}]})).unwrap();
+    assert_eq!(r.unknown_operator(), Some("nope"));
+    let known = Rule::compile(&json!({"set": [{"a": 1, "c": 3}, "b", 2]})).unwrap();
+    assert_eq!(known.unknown_operator(), None);
     assert_eq!(run0(json!({"or": [true, {"nope": []}]})), json!(true));
 }
 
@@ -1670,4 +1674,21 @@ mod testbed {
             json!("external")
         );
     }
+}
+
+#[test]
+fn data_re_read_as_rules_is_bounded() {
+    // v3.9.1 applies a one-key object an `if` branch yields; a self-referencing one would
+    // recurse without end (Go crashes), here it is an error.
+    let cyclic = json!({"r": {"if": [true, {"var": "r"}]}});
+    run_err(json!({"if": [true, {"var": "r"}]}), cyclic);
+    // One level is answered as v3.9.1 does.
+    let once = json!({"r": {"cat": ["a", "b"]}});
+    assert_eq!(run(json!({"if": [true, {"var": "r"}]}), once), json!("ab"));
+    // Deep data read as a rule is refused, not a stack overflow.
+    let mut deep = json!(true);
+    for _ in 0..100 {
+        deep = json!({"!": [deep]});
+    }
+    run_err(json!({"if": [true, {"var": "r"}]}), json!({ "r": deep }));
 }
