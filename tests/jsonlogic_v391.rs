@@ -182,3 +182,35 @@ fn jsonlogic_v391_cases() {
         failures.join("\n")
     );
 }
+
+/// A differential run on cases generated elsewhere (same format as the data file), e.g.
+/// random rules answered by a local v3.9.1: `JSONLOGIC_V391_CASES=file cargo test --test
+/// jsonlogic_v391 -- --ignored`.
+#[test]
+#[ignore = "needs JSONLOGIC_V391_CASES"]
+fn jsonlogic_v391_cases_from_env() {
+    let Some(path) = std::env::var_os("JSONLOGIC_V391_CASES") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).expect("cases file");
+    let doc: Value = serde_json::from_str(&text).expect("cases file is JSON");
+    let mut failures = Vec::new();
+    let total = doc["cases"].as_array().map_or(0, Vec::len);
+    for c in doc["cases"].as_array().expect("cases") {
+        let case = Case {
+            src: c["src"].as_str().unwrap_or("env").to_owned(),
+            rule: c["rule"].clone(),
+            data: c["data"].as_object().cloned().unwrap_or_default(),
+            out: c.get("out").and_then(Value::as_str).map(str::to_owned),
+        };
+        if let Err(e) = check_value(&case).and_then(|()| check_resolution(&case)) {
+            failures.push(format!(
+                "{} on {}: {e}",
+                case.rule,
+                Value::Object(case.data)
+            ));
+        }
+    }
+    eprintln!("{} of {total} cases differ", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1029,18 +1029,7 @@ fn iterate<'x, 'a: 'x>(op: Op, it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'
     if op == Op::Reduce {
         return reduce(it, scope, cx);
     }
-    let subject: Option<Val<'x>> = match &it.subject {
-        Subject::None => None,
-        Subject::Data(v) => Some(Val::Ref(v)),
-        Subject::Expr(node) => {
-            let v = node.eval(scope, cx)?;
-            if v.is_null() {
-                None
-            } else {
-                Some(v)
-            }
-        }
-    };
+    let subject = subject(&it.subject, scope, cx)?;
     let Some(subject) = subject else {
         return Ok(match op {
             Op::Map | Op::Filter => Val::Own(Value::Array(Vec::new())),
@@ -1143,6 +1132,36 @@ fn iterate<'x, 'a: 'x>(op: Op, it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'
     }
 }
 
+/// The array an iterating operator walks (v3.9.1 `extractSubject`); `None` for no subject.
+/// A subject `var` that an enclosing predicate replaces by its value becomes a literal there:
+/// an array is then data, an object is applied, anything else is no subject.
+fn subject<'x, 'a: 'x>(
+    subject: &'x Subject,
+    scope: Scope<'x>,
+    cx: &mut Cx<'a>,
+) -> Result<Option<Val<'x>>, EvalError> {
+    let node = match subject {
+        Subject::None => return Ok(None),
+        Subject::Data(v) => return Ok(Some(Val::Ref(v))),
+        Subject::Expr(node) => node,
+    };
+    let substituted = match (node, scope.subst) {
+        (Node::Var(var), Some(frame)) if var.subst => subst_var(var, frame, cx)?,
+        (Node::VarDyn(var), Some(frame)) => subst_var_dyn(var, frame, cx)?,
+        _ => None,
+    };
+    let v = match substituted {
+        Some(v) => match v.view() {
+            View::Arr(_) => v,
+            View::Obj(m) if m.len() == 1 => interpret(v.view(), scope, cx)?,
+            View::Obj(_) => v,
+            _ => return Ok(None),
+        },
+        None => node.eval(scope, cx)?,
+    };
+    Ok(if v.is_null() { None } else { Some(v) })
+}
+
 /// Applies an `all`/`none`/`some` body to one element: a body that is a `var` replaced by a
 /// value must have been replaced by an object (v3.9.1 applies the substituted body); when an
 /// outer frame replaced it, the innermost frame substitutes into it again.
@@ -1211,14 +1230,9 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
         AccType::Num => "number",
         AccType::Str => "string",
     };
-    let subject = match &it.subject {
-        Subject::None => return Ok(Val::Num(0.0)),
-        Subject::Data(v) => Val::Ref(v),
-        Subject::Expr(node) => node.eval(scope, cx)?,
-    };
-    if subject.is_null() {
+    let Some(subject) = subject(&it.subject, scope, cx)? else {
         return Ok(Val::Num(0.0));
-    }
+    };
     let View::Arr(items) = subject.view() else {
         return Err(EvalError("reduce: not an array".into()));
     };
