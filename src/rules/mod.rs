@@ -1,7 +1,8 @@
 //! The targeting engine: JSONLogic rules compiled once into a node tree, evaluated per request
 //! without copying the context, with flagd's custom operators (`fractional`, `sem_ver`,
 //! `starts_with`, `ends_with`). Semantics follow the Go engine flagd embeds
-//! (diegoholiveira/jsonlogic v3); the `val` module holds its coercions.
+//! (diegoholiveira/jsonlogic v3.9.1, as flagd v0.16.1 pins it); the `val` module holds its
+//! coercions. docs/adr/0001-targeting-engine.md lists each behaviour and its v3.9.1 source.
 //!
 //! Hostile rules are bounded: nesting depth and node count are checked at compile time (so
 //! neither compiling nor evaluating can overflow the stack) and every evaluation has a step
@@ -61,6 +62,7 @@ pub struct Env<'a> {
 #[derive(Debug)]
 pub struct Rule {
     root: node::Node,
+    unknown: Option<Box<str>>,
 }
 
 /// Why a rule could not be compiled.
@@ -76,13 +78,24 @@ pub struct EvalError(pub String);
 impl Rule {
     /// Compiles a JSONLogic rule.
     pub fn compile(rule: &Value) -> Result<Rule, CompileError> {
-        let root = node::Compiler::new().compile(rule, 0)?;
-        Ok(Rule { root })
+        let mut compiler = node::Compiler::new();
+        let root = compiler.compile(rule, 0)?;
+        Ok(Rule {
+            root,
+            unknown: compiler.unknown,
+        })
+    }
+
+    /// The first operator the rule names that the engine does not know. Such a rule still
+    /// compiles (flagd's engine only fails when it reaches the operator, answering
+    /// PARSE_ERROR), but a loader may want to warn about it.
+    pub fn unknown_operator(&self) -> Option<&str> {
+        self.unknown.as_deref()
     }
 
     /// Evaluates the rule; the result may borrow from the rule or the context.
     pub fn evaluate<'a>(&'a self, env: &Env<'a>) -> Result<Cow<'a, Value>, EvalError> {
         let mut cx = interp::Cx::new(*env);
-        self.root.eval(interp::Scope::Root, &mut cx)?.into_cow()
+        self.root.eval(interp::Scope::ROOT, &mut cx)?.into_cow()
     }
 }

@@ -8,16 +8,25 @@ use super::{CompileError, MAX_DEPTH, MAX_NODES};
 #[derive(Debug)]
 pub(super) enum Node {
     /// A literal, returned by reference: scalars, arrays of literals, and objects that are not
-    /// a single-key operation (the Go and JS engines treat those as data).
+    /// a single-key operation (the Go engine treats those as data).
     Lit(Value),
     /// An array with at least one non-literal element.
     Arr(Box<[Node]>),
     /// `var` with a path known at load.
     Var(Box<VarNode>),
-    /// `var` whose path is computed (`{"var": {"cat": [...]}}`).
-    VarDyn(Box<[Node]>),
-    /// Any other operator with its argument list.
+    /// `var` whose path is computed (`{"var": {"cat": [...]}}`): the node's value is the path
+    /// (or `[path, default]`) as v3.9.1's `getVar` receives it.
+    VarDyn(Box<VarDyn>),
+    /// An operator with an argument array as written.
     Op(Op, Box<[Node]>),
+    /// An operator whose arguments are not an array as written (`{"max": {"var": "nums"}}`,
+    /// `{"%": -2.5}`): v3.9.1 evaluates them and uses the value as the argument list.
+    OpDyn(Op, Box<Node>),
+    /// `map`, `filter`, `reduce`, `all`, `none`, `some`.
+    Iter(Op, Box<IterNode>),
+    /// Fails when evaluated (an unknown operator, a malformed argument list): v3.9.1 only
+    /// notices these when it reaches them.
+    Fail(Box<str>),
 }
 
 /// A `var` with a static path.
@@ -25,29 +34,46 @@ pub(super) enum Node {
 pub(super) struct VarNode {
     /// What the path names.
     pub target: VarTarget,
-    /// Used when the value is missing or null.
+    /// Used when the value is missing or null (only a two-element `[path, default]`).
     pub default: Option<Node>,
+    /// Whether `filter`/`none`/`some`/`all` replace it with the outer value first (v3.9.1's
+    /// `solveVars` skips only string paths that are empty or start with `.`).
+    pub subst: bool,
+}
+
+/// A `var` with a computed path.
+#[derive(Debug)]
+pub(super) struct VarDyn {
+    /// Evaluates to the path, or to `[path, default]`.
+    pub path: Node,
 }
 
 /// The target of a static `var` path.
 #[derive(Debug)]
 pub(super) enum VarTarget {
-    /// `""` or `[]`: the whole data (the context plus `$flagd`, or the current item).
+    /// `""`, `[]` or a path of only dots: the whole data (the context plus `$flagd`, or the
+    /// current item).
     Whole,
-    /// `null`: the current data if it is a scalar, else null (Go quirk).
+    /// `null`: the current data if it is a scalar, else null.
     NullPath,
-    /// A path with only empty segments, e.g. `"."`: always null (default ignored, as in Go).
-    Empty,
-    /// A dotted path of object keys / array indices.
+    /// A dotted path of object keys / array indices (empty segments dropped).
     Path(Box<[Seg]>),
-    /// `$flagd` as an object.
-    FlagdObject,
+    /// A path starting with `$flagd`: at the root it reads flagd's `$flagd` object (which
+    /// replaces any `$flagd` of the request); inside an item it is an ordinary path.
+    Flagd(Flagd, Box<[Seg]>),
+}
+
+/// What a `$flagd` path names at the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flagd {
+    /// `$flagd` itself.
+    Object,
     /// `$flagd.flagKey`.
-    FlagdKey,
+    Key,
     /// `$flagd.timestamp`.
-    FlagdTimestamp,
-    /// Any other `$flagd.…` path: never present.
-    FlagdMissing,
+    Timestamp,
+    /// Anything below: absent (the values are scalars, other keys do not exist).
+    Missing,
 }
 
 /// One path segment.
@@ -55,16 +81,18 @@ pub(super) enum VarTarget {
 pub(super) struct Seg {
     /// The object key.
     pub key: Box<str>,
-    /// The array index, when the segment is all digits.
-    pub index: Option<usize>,
+    /// The array index v3.9.1 derives from the segment: `int(ParseFloat(seg))` with errors
+    /// read as 0 (so `x` selects the first element); negative means out of range.
+    pub index: i64,
 }
 
 impl Seg {
     pub(super) fn new(key: &str) -> Seg {
-        let index = if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
-            key.parse().ok()
+        let index = if !key.is_empty() && key.len() <= 18 && key.bytes().all(|b| b.is_ascii_digit())
+        {
+            key.parse().unwrap_or(-1)
         } else {
-            None
+            super::val::go_int(super::val::str_number(key))
         };
         Seg {
             key: key.into(),
@@ -73,11 +101,35 @@ impl Seg {
     }
 }
 
+/// The parts of an iterating operator.
+#[derive(Debug)]
+pub(super) struct IterNode {
+    /// The array walked.
+    pub subject: Subject,
+    /// The logic applied to each element; `None` when not given.
+    pub body: Option<Node>,
+    /// Whether the body is an object as written (`all`/`none`/`some`/`reduce` apply it as an
+    /// operation and fail on anything else).
+    pub body_is_object: bool,
+    /// `reduce`'s initial value.
+    pub init: Option<Node>,
+}
+
+/// The subject of an iterating operator as v3.9.1's `extractSubject` sees it.
+#[derive(Debug)]
+pub(super) enum Subject {
+    /// A scalar or null as written: no subject.
+    None,
+    /// An array as written: data, not evaluated.
+    Data(Value),
+    /// An object: evaluated.
+    Expr(Node),
+}
+
 /// Operators other than `var`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Op {
     If,
-    Ternary,
     And,
     Or,
     Not,
@@ -107,6 +159,10 @@ pub(super) enum Op {
     SemVer,
     StartsWith,
     EndsWith,
+    Set,
+    ContainsAll,
+    ContainsAny,
+    ContainsNone,
 }
 
 /// Comparison operators.
@@ -126,7 +182,7 @@ impl Op {
     fn from_name(name: &str) -> Option<Op> {
         Some(match name {
             "if" => Op::If,
-            "?:" => Op::Ternary,
+            "?:" => Op::If,
             "and" => Op::And,
             "or" => Op::Or,
             "!" => Op::Not,
@@ -163,17 +219,24 @@ impl Op {
             "sem_ver" => Op::SemVer,
             "starts_with" => Op::StartsWith,
             "ends_with" => Op::EndsWith,
+            "set" => Op::Set,
+            "contains_all" => Op::ContainsAll,
+            "contains_any" => Op::ContainsAny,
+            "contains_none" => Op::ContainsNone,
             _ => return None,
         })
     }
 
-    /// Operators the Go engine dispatches after its "single primitive argument" shortcut: a
-    /// scalar (non-array) argument makes them behave as the unary operation of that name,
-    /// which for most of them is plain truthiness.
-    fn scalar_arg_is_truthiness(self) -> bool {
+    /// Operators that take their argument array as written, without evaluating it first
+    /// (v3.9.1 type-asserts the raw value to an array, so anything else fails).
+    fn lazy(self) -> bool {
+        matches!(self, Op::If | Op::And | Op::Or)
+    }
+
+    fn iterating(self) -> bool {
         matches!(
             self,
-            Op::Cmp(_) | Op::Mod | Op::Max | Op::Min | Op::In | Op::Ternary
+            Op::Map | Op::Filter | Op::Reduce | Op::All | Op::None | Op::Some
         )
     }
 }
@@ -181,11 +244,16 @@ impl Op {
 /// Builds the node tree while counting nodes.
 pub(super) struct Compiler {
     nodes: usize,
+    /// The first operator name this engine does not know (it fails only when evaluated).
+    pub(super) unknown: Option<Box<str>>,
 }
 
 impl Compiler {
     pub(super) fn new() -> Compiler {
-        Compiler { nodes: 0 }
+        Compiler {
+            nodes: 0,
+            unknown: None,
+        }
     }
 
     pub(super) fn compile(&mut self, v: &Value, depth: usize) -> Result<Node, CompileError> {
@@ -220,85 +288,144 @@ impl Compiler {
         }
     }
 
-    /// Compiles an operator's arguments: an array is the argument list, anything else is a
-    /// single argument.
-    fn args(&mut self, raw: &Value, depth: usize) -> Result<Box<[Node]>, CompileError> {
-        match raw {
-            Value::Array(items) => items
-                .iter()
-                .map(|item| self.compile(item, depth + 1))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Vec::into_boxed_slice),
-            other => Ok(vec![self.compile(other, depth + 1)?].into_boxed_slice()),
-        }
+    fn list(&mut self, items: &[Value], depth: usize) -> Result<Box<[Node]>, CompileError> {
+        items
+            .iter()
+            .map(|item| self.compile(item, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Vec::into_boxed_slice)
     }
 
     fn operation(&mut self, name: &str, raw: &Value, depth: usize) -> Result<Node, CompileError> {
         if name == "var" {
             return self.var(raw, depth);
         }
-        let op = Op::from_name(name)
-            .ok_or_else(|| CompileError(format!("unknown operator \"{name}\"")))?;
-        let is_scalar = matches!(raw, Value::Bool(_) | Value::Number(_) | Value::String(_));
-        if is_scalar && op.scalar_arg_is_truthiness() {
-            let arg = self.compile(raw, depth + 1)?;
-            return Ok(Node::Op(Op::Truthy, vec![arg].into_boxed_slice()));
+        let Some(op) = Op::from_name(name) else {
+            if self.unknown.is_none() {
+                self.unknown = Some(name.into());
+            }
+            // Still compile the arguments, so the depth and size limits hold.
+            self.compile(raw, depth + 1)?;
+            return Ok(Node::Fail(
+                format!("The operator \"{name}\" is not supported").into(),
+            ));
+        };
+        if op.iterating() {
+            return self.iterating(op, raw, depth);
         }
-        let args = self.args(raw, depth)?;
-        Ok(Node::Op(op, args))
+        match raw {
+            Value::Array(items) => Ok(Node::Op(op, self.list(items, depth)?)),
+            _ if op.lazy() => {
+                self.compile(raw, depth + 1)?;
+                Ok(Node::Fail(
+                    format!("{name}: the arguments must be an array").into(),
+                ))
+            }
+            other => Ok(Node::OpDyn(op, Box::new(self.compile(other, depth + 1)?))),
+        }
+    }
+
+    fn iterating(&mut self, op: Op, raw: &Value, depth: usize) -> Result<Node, CompileError> {
+        let Value::Array(items) = raw else {
+            self.compile(raw, depth + 1)?;
+            return Ok(Node::Fail(
+                "the arguments of an iterating operator must be an array".into(),
+            ));
+        };
+        match (op, items.len()) {
+            (Op::Map | Op::Filter, n) if n < 2 => return Ok(Node::Lit(Value::Array(Vec::new()))),
+            (Op::Reduce, n) if n < 3 => return Ok(Node::Lit(Value::from(0))),
+            (_, 0) => return Ok(Node::Fail("missing the array to iterate over".into())),
+            _ => {}
+        }
+        let subject = match &items[0] {
+            Value::Array(_) => {
+                check_literal_depth(&items[0], depth + 1)?;
+                Subject::Data(items[0].clone())
+            }
+            Value::Object(_) => Subject::Expr(self.compile(&items[0], depth + 1)?),
+            _ => Subject::None,
+        };
+        let body = items
+            .get(1)
+            .map(|b| self.compile(b, depth + 1))
+            .transpose()?;
+        let body_is_object = items.get(1).is_some_and(Value::is_object);
+        let init = match items.get(2) {
+            Some(v) if op == Op::Reduce => Some(match v {
+                Value::Object(_) => self.compile(v, depth + 1)?,
+                other => {
+                    check_literal_depth(other, depth + 1)?;
+                    Node::Lit(other.clone())
+                }
+            }),
+            _ => None,
+        };
+        // Arguments past those used are never looked at by v3.9.1.
+        Ok(Node::Iter(
+            op,
+            Box::new(IterNode {
+                subject,
+                body,
+                body_is_object,
+                init,
+            }),
+        ))
     }
 
     fn var(&mut self, raw: &Value, depth: usize) -> Result<Node, CompileError> {
-        let (path, default) = match raw {
-            Value::Array(items) => match items.as_slice() {
-                [] => return Ok(var_node(VarTarget::Whole, None)),
-                [path] => (path, None),
-                // Go only honours a default when the array has exactly two elements.
-                [path, default] => (path, Some(default)),
-                [path, ..] => (path, None),
-            },
-            other => (other, None),
+        let dynamic = |c: &mut Compiler| -> Result<Node, CompileError> {
+            let path = c.compile(raw, depth + 1)?;
+            Ok(Node::VarDyn(Box::new(VarDyn { path })))
         };
-        let default = default.map(|d| self.compile(d, depth + 1)).transpose()?;
-        let target = match path {
-            Value::String(s) => static_target(s),
+        match raw {
+            Value::String(s) => Ok(var_node(
+                static_target(s),
+                None,
+                !(s.is_empty() || s.starts_with('.')),
+            )),
             Value::Number(n) => {
                 let mut s = String::new();
                 super::val::push_number(&mut s, super::val::num_f64(n));
-                static_target(&s)
+                Ok(var_node(static_target(&s), None, true))
             }
-            Value::Null => VarTarget::NullPath,
-            Value::Object(_) | Value::Array(_) => {
-                let path = self.compile(path, depth + 1)?;
-                let mut args = vec![path];
-                args.extend(default);
-                return Ok(Node::VarDyn(args.into_boxed_slice()));
-            }
-            Value::Bool(_) => {
-                return Err(CompileError("var path must be a string or number".into()));
-            }
-        };
-        Ok(var_node(target, default))
+            Value::Null => Ok(var_node(VarTarget::NullPath, None, true)),
+            Value::Array(items) => match items.as_slice() {
+                [] => Ok(var_node(VarTarget::Whole, None, true)),
+                [Value::String(p)] => Ok(var_node(static_target(p), None, true)),
+                [Value::String(p), default] => {
+                    let default = self.compile(default, depth + 1)?;
+                    Ok(var_node(static_target(p), Some(default), true))
+                }
+                _ => dynamic(self),
+            },
+            Value::Object(_) | Value::Bool(_) => dynamic(self),
+        }
     }
 }
 
-fn var_node(target: VarTarget, default: Option<Node>) -> Node {
-    Node::Var(Box::new(VarNode { target, default }))
+fn var_node(target: VarTarget, default: Option<Node>, subst: bool) -> Node {
+    Node::Var(Box::new(VarNode {
+        target,
+        default,
+        subst,
+    }))
 }
 
-/// Splits a dotted path at load, recognising `$flagd` paths.
+/// Splits a dotted path at load (empty segments are skipped, as v3.9.1 does), recognising
+/// `$flagd` paths.
 pub(super) fn static_target(path: &str) -> VarTarget {
-    if path.is_empty() {
+    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    if segs.is_empty() {
         return VarTarget::Whole;
     }
-    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    let owned = segs.iter().map(|s| Seg::new(s)).collect();
     match segs.as_slice() {
-        [] => VarTarget::Empty,
-        ["$flagd"] => VarTarget::FlagdObject,
-        ["$flagd", "flagKey"] => VarTarget::FlagdKey,
-        ["$flagd", "timestamp"] => VarTarget::FlagdTimestamp,
-        ["$flagd", ..] => VarTarget::FlagdMissing,
-        segs => VarTarget::Path(segs.iter().map(|s| Seg::new(s)).collect()),
+        ["$flagd"] => VarTarget::Flagd(Flagd::Object, owned),
+        ["$flagd", "flagKey"] => VarTarget::Flagd(Flagd::Key, owned),
+        ["$flagd", "timestamp"] => VarTarget::Flagd(Flagd::Timestamp, owned),
+        ["$flagd", ..] => VarTarget::Flagd(Flagd::Missing, owned),
+        _ => VarTarget::Path(owned),
     }
 }
 

@@ -19,6 +19,10 @@ pub(super) fn eval<'x, 'a: 'x>(
     cx: &mut Cx<'a>,
 ) -> Result<Val<'x>, EvalError> {
     if args.len() != 3 {
+        // flagd's engine evaluates every argument before the operator sees the count.
+        for node in args {
+            node.eval(scope, cx)?;
+        }
         return Ok(Val::Null);
     }
     let left = arg(args, 0, scope, cx)?.expect("three args");

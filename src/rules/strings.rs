@@ -31,6 +31,10 @@ fn test<'x, 'a: 'x>(
     f: impl Fn(&str, &str) -> bool,
 ) -> Result<Val<'x>, EvalError> {
     let [subject, affix] = args else {
+        // flagd's engine evaluates every argument before the operator sees the count.
+        for node in args {
+            node.eval(scope, cx)?;
+        }
         return Ok(Val::Null);
     };
     let subject = subject.eval(scope, cx)?;

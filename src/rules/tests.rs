@@ -97,17 +97,25 @@ fn literals_and_context_values_are_borrowed() {
 }
 
 #[test]
-fn unknown_operators_fail_to_compile_anywhere() {
+fn unknown_operators_fail_only_when_evaluated() {
+    // v3.9.1 looks operators up as it reaches them (operation.go).
     for rule in [
         json!({"invalid": ["this is not valid targeting"]}),
-        json!({"if": [true, "a", {"nope": []}]}),
+        json!({"if": [false, "a", {"nope": []}]}),
         json!({"fractionalEvaluation": ["x", ["a", 50], ["b", 50]]}),
         json!({"$ref": "someEvaluator"}),
         json!([1, {"bogus": 1}]),
         json!({"var": true}),
     ] {
-        assert!(Rule::compile(&rule).is_err(), "{rule} should not compile");
+        assert!(Rule::compile(&rule).is_ok(), "{rule} should compile");
+        run_err(rule, json!({}));
     }
+    assert_eq!(run0(json!({"if": [true, "a", {"nope": []}]})), json!("a"));
+    let r = Rule::compile(&json!({"if": [true, "a", {"nope": []}]})).unwrap();
+    assert_eq!(r.unknown_operator(), Some("nope"));
+    let known = Rule::compile(&json!({"set": [{"a": 1, "c": 3}, "b", 2]})).unwrap();
+    assert_eq!(known.unknown_operator(), None);
+    assert_eq!(run0(json!({"or": [true, {"nope": []}]})), json!(true));
 }
 
 // ---- truthiness ---------------------------------------------------------------------------
@@ -242,9 +250,10 @@ fn ordering_comparisons() {
     );
     assert_eq!(
         run0(json!({"<": [1]})),
-        json!(true),
-        "one argument is truthiness"
+        json!(false),
+        "fewer than two arguments is false"
     );
+    assert_eq!(run0(json!({"!=": [1]})), json!(true));
 }
 
 #[test]
@@ -326,8 +335,11 @@ fn var_paths_defaults_and_indices() {
         run(json!({"var": [{"cat": ["no", "pe"]}, 7]}), ctx.clone()),
         json!(7)
     );
-    assert_eq!(run(json!({"var": "."}), ctx.clone()), json!(null));
-    assert_eq!(run(json!({"var": [".", 1]}), ctx), json!(null));
+    // Empty segments are skipped: a path of dots is the whole data (with `$flagd`).
+    let whole = run(json!({"var": "."}), ctx.clone());
+    assert_eq!(whole["$flagd"]["flagKey"], json!(FLAG));
+    assert_eq!(whole["email"], json!("a@b.c"));
+    assert_eq!(run(json!({"var": [".", 1]}), ctx.clone()), whole);
 }
 
 #[test]
@@ -457,7 +469,7 @@ fn arithmetic() {
     assert_eq!(run0(json!({"+": "3.5"})), json!(3.5));
     assert_eq!(run0(json!({"-": [10, 4, 1]})), json!(5));
     assert_eq!(run0(json!({"-": [2]})), json!(-2));
-    assert_eq!(run0(json!({"-": "2"})), json!(-2));
+    run_err(json!({"-": "2"}), json!({}));
     assert_eq!(run0(json!({"*": [2, "3", 0.5]})), json!(3));
     assert_eq!(run0(json!({"/": [10, 4]})), json!(2.5));
     assert_eq!(run0(json!({"%": [7, 3]})), json!(1));
@@ -524,7 +536,8 @@ fn in_on_strings_and_arrays() {
     );
     assert_eq!(
         run(json!({"in": [{"var": "missing"}, [null]]}), ctx.clone()),
-        json!(false)
+        json!(true),
+        "Go compares null with null"
     );
     assert_eq!(
         run(json!({"in": ["a", {"var": "missing"}]}), ctx.clone()),
@@ -1178,7 +1191,7 @@ mod testbed {
     const TESTING: &str = "flags/testing-flags.json";
 
     #[test]
-    fn every_testbed_rule_compiles_except_the_broken_ones() {
+    fn every_testbed_rule_compiles_and_the_broken_ones_fail() {
         let files = [
             "flags/changing-flag.json",
             CUSTOM,
@@ -1200,7 +1213,9 @@ mod testbed {
                 };
                 let r = Rule::compile(t);
                 if key == "error-targeting-flag" || t.to_string().contains("$ref") {
-                    assert!(r.is_err(), "{file}/{key} should not compile");
+                    // Unknown operators (and unresolved `$ref`s) fail when evaluated.
+                    assert!(r.is_ok(), "{file}/{key}: {:?}", r.err());
+                    run_err(t.clone(), json!({}));
                 } else {
                     assert!(r.is_ok(), "{file}/{key}: {:?}", r.err());
                     compiled += 1;
@@ -1659,4 +1674,21 @@ mod testbed {
             json!("external")
         );
     }
+}
+
+#[test]
+fn data_re_read_as_rules_is_bounded() {
+    // v3.9.1 applies a one-key object an `if` branch yields; a self-referencing one would
+    // recurse without end (Go crashes), here it is an error.
+    let cyclic = json!({"r": {"if": [true, {"var": "r"}]}});
+    run_err(json!({"if": [true, {"var": "r"}]}), cyclic);
+    // One level is answered as v3.9.1 does.
+    let once = json!({"r": {"cat": ["a", "b"]}});
+    assert_eq!(run(json!({"if": [true, {"var": "r"}]}), once), json!("ab"));
+    // Deep data read as a rule is refused, not a stack overflow.
+    let mut deep = json!(true);
+    for _ in 0..100 {
+        deep = json!({"!": [deep]});
+    }
+    run_err(json!({"if": [true, {"var": "r"}]}), json!({ "r": deep }));
 }

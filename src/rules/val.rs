@@ -119,11 +119,11 @@ impl<'x> Val<'x> {
 }
 
 /// A computed number as JSON: whole values within 2^53 become integers (so they print as Go
-/// prints a whole float64, e.g. `2`); non-finite numbers cannot be JSON (Go's encoder fails).
+/// prints a whole float64, e.g. `2`), negative zero stays `-0` (Go prints it so, and it names
+/// the variant `"-0"`); non-finite numbers cannot be JSON (Go's encoder fails).
 pub(super) fn num_value(n: f64) -> Result<Value, EvalError> {
     const SAFE: f64 = 9_007_199_254_740_992.0;
-    if n.fract() == 0.0 && n.abs() <= SAFE {
-        // -0.0 becomes 0, as Go prints it.
+    if n.fract() == 0.0 && n.abs() <= SAFE && !(n == 0.0 && n.is_sign_negative()) {
         return Ok(Value::from(n as i64));
     }
     Number::from_f64(n)
@@ -146,15 +146,216 @@ pub(super) fn truthy(v: View<'_>) -> bool {
     }
 }
 
-/// Parses a number the way Go's `strconv.ParseFloat` does for the inputs JSON rules meet.
-/// (Go also accepts hexadecimal floats such as `0x1p4`; we do not.)
-#[inline]
-pub(super) fn parse_float(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok()
+/// The outcome of Go's `strconv.ParseFloat(s, 64)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum GoFloat {
+    /// Parsed.
+    Ok(f64),
+    /// Well-formed but out of range: Go returns ±Inf with `ErrRange`.
+    Range(f64),
+    /// Not a number in Go's syntax (Go returns 0 with `ErrSyntax`).
+    Syntax,
+}
+
+/// Go's `strconv.ParseFloat(s, 64)`: decimal and hexadecimal (`0x1p4`) floats, `_` between
+/// digits (`1_000`), `inf`/`infinity`/`nan` in any case; no surrounding spaces.
+pub(super) fn go_parse_float(s: &str) -> GoFloat {
+    if let Some(special) = go_special(s) {
+        return GoFloat::Ok(special);
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    let neg = match b.first() {
+        Some(b'+') => {
+            i = 1;
+            false
+        }
+        Some(b'-') => {
+            i = 1;
+            true
+        }
+        _ => false,
+    };
+    let hex = b.len() >= i + 2 && b[i] == b'0' && (b[i + 1] | 0x20) == b'x';
+    if hex {
+        i += 2;
+    }
+    let digit = |c: u8| {
+        if hex {
+            c.is_ascii_hexdigit()
+        } else {
+            c.is_ascii_digit()
+        }
+    };
+    // Mantissa.
+    let mut saw_digit = false;
+    let mut saw_dot = false;
+    let mut underscores = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'_' {
+            underscores = true;
+        } else if c == b'.' && !saw_dot {
+            saw_dot = true;
+        } else if digit(c) {
+            saw_digit = true;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if !saw_digit {
+        return GoFloat::Syntax;
+    }
+    // Exponent: `e` for decimal, `p` (required) for hexadecimal.
+    let exp_char = if hex { b'p' } else { b'e' };
+    let mut saw_exp = false;
+    if i < b.len() && (b[i] | 0x20) == exp_char {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if i >= b.len() || !b[i].is_ascii_digit() {
+            return GoFloat::Syntax;
+        }
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+            underscores |= b[i] == b'_';
+            i += 1;
+        }
+        saw_exp = true;
+    }
+    if i != b.len() || (hex && !saw_exp) || (underscores && !underscore_ok(s)) {
+        return GoFloat::Syntax;
+    }
+    let clean: std::borrow::Cow<'_, str> = if underscores {
+        s.replace('_', "").into()
+    } else {
+        s.into()
+    };
+    let n = if hex {
+        parse_hex_float(&clean, neg)
+    } else {
+        match clean.parse::<f64>() {
+            Ok(n) => n,
+            Err(_) => return GoFloat::Syntax,
+        }
+    };
+    if n.is_infinite() {
+        GoFloat::Range(n)
+    } else {
+        GoFloat::Ok(n)
+    }
+}
+
+/// Go's `special`: an optional sign and `inf`/`infinity`, or `nan` without a sign.
+fn go_special(s: &str) -> Option<f64> {
+    let lower = |t: &str| t.to_ascii_lowercase();
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1.0, &s[1..]),
+        b'-' => (-1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    if rest.len() <= 8 && matches!(lower(rest).as_str(), "inf" | "infinity") {
+        return Some(sign * f64::INFINITY);
+    }
+    if rest.len() == s.len() && s.len() == 3 && lower(s) == "nan" {
+        return Some(f64::NAN);
+    }
+    None
+}
+
+/// Go's `underscoreOK`: `_` only between digits or after a base prefix.
+fn underscore_ok(s: &str) -> bool {
+    let mut b = s.as_bytes();
+    if let Some(b'+' | b'-') = b.first() {
+        b = &b[1..];
+    }
+    let mut saw = b'^';
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'b' | b'o' | b'x') {
+        i = 2;
+        saw = b'0';
+        hex = (b[1] | 0x20) == b'x';
+    }
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+        i += 1;
+    }
+    saw != b'_'
+}
+
+/// The value of a syntactically valid hexadecimal float (without underscores).
+fn parse_hex_float(s: &str, neg: bool) -> f64 {
+    let body = s.trim_start_matches(['+', '-']);
+    let body = &body[2..];
+    let (mant, exp) = body
+        .split_once(['p', 'P'])
+        .expect("checked: hexadecimal floats have an exponent");
+    let mut m = 0.0f64;
+    let mut e: i64 = exp.parse::<i64>().unwrap_or(if exp.starts_with('-') {
+        i64::MIN / 2
+    } else {
+        i64::MAX / 2
+    });
+    let mut after_dot = false;
+    for c in mant.bytes() {
+        if c == b'.' {
+            after_dot = true;
+            continue;
+        }
+        let d = f64::from((c as char).to_digit(16).unwrap_or(0));
+        m = m * 16.0 + d;
+        if after_dot {
+            e -= 4;
+        }
+    }
+    // Scale by 2^e in steps so large exponents saturate to infinity or zero.
+    let mut n = m;
+    while e > 0 && n.is_finite() && n != 0.0 {
+        let step = e.min(1000);
+        n *= 2f64.powi(step as i32);
+        e -= step;
+    }
+    while e < 0 && n != 0.0 {
+        let step = (-e).min(1000);
+        n /= 2f64.powi(step as i32);
+        e += step;
+    }
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+/// Go's `int(f)` on amd64: truncation; NaN and out-of-range values become `i64::MIN`.
+pub(super) fn go_int(f: f64) -> i64 {
+    // 2^63: the first value above i64's range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if (-LIMIT..LIMIT).contains(&f) {
+        f as i64
+    } else {
+        i64::MIN
+    }
 }
 
 /// Number conversion used by comparisons (Go `javascript.ToNumber`): null → 0, booleans → 0/1,
-/// blank strings → 0, unparsable strings, arrays, objects and missing arguments → NaN.
+/// blank strings → 0, strings Go parses (an out-of-range one such as `"1e400"` is NaN, as the
+/// library compares the wrapped error with `ErrRange`), anything else NaN.
 #[inline]
 pub(super) fn js_number(v: Option<View<'_>>) -> f64 {
     match v {
@@ -166,21 +367,34 @@ pub(super) fn js_number(v: Option<View<'_>>) -> f64 {
             if s.trim().is_empty() {
                 0.0
             } else {
-                parse_float(s).unwrap_or(f64::NAN)
+                match go_parse_float(s) {
+                    GoFloat::Ok(n) => n,
+                    GoFloat::Range(_) | GoFloat::Syntax => f64::NAN,
+                }
             }
         }
         Some(View::Arr(_)) | Some(View::Obj(_)) => f64::NAN,
     }
 }
 
-/// Number conversion used by arithmetic, `max`/`min`, `substr` (Go `typing.ToNumber`): numbers
-/// as is, strings parsed (unparsable → 0); anything else makes the Go engine panic, which
-/// flagd reports as PARSE_ERROR, so it is an error here.
+/// A string as `typing.ToNumber` reads it: the parsed value, ±Inf when out of range, 0 when
+/// it is not a number.
+#[inline]
+pub(super) fn str_number(s: &str) -> f64 {
+    match go_parse_float(s) {
+        GoFloat::Ok(n) | GoFloat::Range(n) => n,
+        GoFloat::Syntax => 0.0,
+    }
+}
+
+/// Number conversion used by arithmetic, `max`/`min`, `substr`, `in` ranges (Go
+/// `typing.ToNumber`): numbers as is, strings via [`str_number`]; anything else makes the Go
+/// engine panic, which flagd reports as PARSE_ERROR, so it is an error here.
 #[inline]
 pub(super) fn arith_number(v: Option<View<'_>>) -> Result<f64, EvalError> {
     match v {
         Some(View::Num(n)) => Ok(n),
-        Some(View::Str(s)) => Ok(parse_float(s).unwrap_or(0.0)),
+        Some(View::Str(s)) => Ok(str_number(s)),
         other => Err(EvalError(format!(
             "cannot use {} as a number",
             kind_name(other)
@@ -393,7 +607,7 @@ mod tests {
     #[test]
     fn computed_numbers_become_json() {
         assert_eq!(num_value(2.0).unwrap(), json!(2));
-        assert_eq!(num_value(-0.0).unwrap(), json!(0));
+        assert_eq!(num_value(-0.0).unwrap().to_string(), "-0.0");
         assert_eq!(num_value(2.5).unwrap(), json!(2.5));
         assert!(num_value(f64::INFINITY).is_err());
         assert!(num_value(f64::NAN).is_err());

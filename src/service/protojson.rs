@@ -153,7 +153,10 @@ fn normalize_value(value: &mut Value) {
 }
 
 fn number_from_f64(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER {
+    // Negative zero stays a double: flagd's Go engine keeps it (`{"var": "x"}` names the
+    // variant "-0").
+    let negative_zero = f == 0.0 && f.is_sign_negative();
+    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER && !negative_zero {
         Value::Number(Number::from(f as i64))
     } else {
         Number::from_f64(f).map_or(Value::Null, Value::Number)
@@ -389,6 +392,15 @@ event_responses!(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn negative_zero_stays_negative() {
+        let mut m: Map<String, Value> = serde_json::from_str(r#"{"z": -0.0, "w": 2.0}"#).unwrap();
+        normalize_numbers(&mut m);
+        let z = m["z"].as_f64().unwrap();
+        assert!(z == 0.0 && z.is_sign_negative(), "-0.0 stays negative");
+        assert!(m["w"].is_i64());
+    }
 
     fn text(message: &impl ToJson) -> Value {
         serde_json::from_slice(&message.to_json()).unwrap()

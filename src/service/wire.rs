@@ -355,7 +355,10 @@ fn decode_list(buf: &mut impl Buf, items: &mut Vec<Value>, depth: u32) -> Result
 }
 
 fn number_from_f64(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER {
+    // Negative zero stays a double: flagd's Go engine keeps it (`{"var": "x"}` names the
+    // variant "-0").
+    let negative_zero = f == 0.0 && f.is_sign_negative();
+    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER && !negative_zero {
         // Whole doubles print as integers, as Go's encoding/json does.
         Value::Number(Number::from(f as i64))
     } else {
@@ -467,7 +470,11 @@ mod tests {
         assert_eq!(decoded["huge"], json!(1e300));
         assert_eq!(decoded["nan"], Value::Null);
         assert_eq!(decoded["inf"], Value::Null);
-        assert_eq!(decoded["negzero"], json!(0));
+        let negzero = decoded["negzero"].as_f64().unwrap();
+        assert!(
+            negzero == 0.0 && negzero.is_sign_negative(),
+            "-0.0 stays negative"
+        );
     }
 
     #[test]
