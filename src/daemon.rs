@@ -158,7 +158,7 @@ pub async fn run(
         );
         tokio::spawn(server.serve(listener, until(closed)))
     });
-    let sync = sync.map(|listener| {
+    let mut sync = sync.map(|listener| {
         let server = SyncServer::new(&settings, store.clone(), metrics.clone());
         tokio::spawn(server.serve(
             listener,
@@ -183,7 +183,7 @@ pub async fn run(
     };
     let server = EvaluationServer::with_metrics(&settings, store, metrics.clone());
     // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
-    let ofrep = ofrep.map(|listener| {
+    let mut ofrep = ofrep.map(|listener| {
         let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);
         tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), until(drain.clone())))
     });
@@ -212,14 +212,14 @@ pub async fn run(
         if let Err(error) = evaluation_result {
             errors.push(format!("evaluation: {error}"));
         }
-        if let Some(task) = sync {
+        if let Some(task) = sync.as_mut() {
             if let Some(error) = joined(task).await {
                 errors.push(format!("sync: {error}"));
             }
         }
-        if let Some(mut task) = ofrep {
+        if let Some(task) = ofrep.as_mut() {
             // Idle HTTP/1 keep-alive clients must not hold the process open.
-            match tokio::time::timeout(OFREP_GRACE, &mut task).await {
+            match tokio::time::timeout(OFREP_GRACE, &mut *task).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(error))) => errors.push(format!("ofrep: {error}")),
                 Ok(Err(error)) => errors.push(format!("ofrep: {error}")),
@@ -228,21 +228,26 @@ pub async fn run(
         }
         errors
     };
+    // The whole shutdown fits in the grace period: the ports drain first, then the sources
+    // stop (in-flight S3 calls are cancelled) and the fan-out queue is deleted in the rest.
     let grace = settings.shutdown_grace;
-    let mut errors = match tokio::time::timeout(grace, drained).await {
+    let cleanup = (grace / 2).min(CLEANUP_BUDGET);
+    let mut errors = match tokio::time::timeout(grace - cleanup, drained).await {
         Ok(errors) => errors,
         Err(_) => {
             tracing::warn!(
                 ?grace,
                 "shutdown grace period expired; closing the remaining connections"
             );
+            sync.iter().for_each(JoinHandle::abort);
+            ofrep.iter().for_each(JoinHandle::abort);
             Vec::new()
         }
     };
-    supervisor.shutdown().await;
+    supervisor.shutdown_within(cleanup).await;
     closed_tx.send_replace(true);
-    if let Some(task) = management {
-        if let Some(error) = joined(task).await {
+    if let Some(mut task) = management {
+        if let Some(error) = joined(&mut task).await {
             errors.push(format!("management: {error}"));
         }
     }
@@ -253,11 +258,14 @@ pub async fn run(
     }
 }
 
+/// The part of the shutdown grace kept for stopping sources and deleting the fan-out queue.
+const CLEANUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How long OFREP connections may take to finish once draining starts.
 const OFREP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The error a server task ended with, if any (a panic counts as one).
-async fn joined(task: JoinHandle<Result<(), ServeError>>) -> Option<String> {
+async fn joined(task: &mut JoinHandle<Result<(), ServeError>>) -> Option<String> {
     match task.await {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),

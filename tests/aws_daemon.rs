@@ -187,3 +187,40 @@ async fn color(daemon: &TestDaemon) -> Result<String, tonic::Status> {
         .await
         .map(|r| r.into_inner().value)
 }
+
+#[tokio::test]
+async fn a_stop_during_a_hanging_s3_get_ends_within_the_grace_period() {
+    // An "S3" that accepts connections and never answers: the GET hangs until its own 30 s
+    // timeout unless shutdown cancels it.
+    moto::fake_credentials();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let daemon = TestDaemon::with_files(&[])
+        .management()
+        .launch(|settings, _| {
+            settings.aws = moto::settings(&endpoint, "hang").aws;
+            settings.sources = vec![s3_source("flags", "flags.json")];
+            settings.shutdown_grace = Duration::from_secs(2);
+        })
+        .await;
+    tokio::time::timeout(PATIENCE, accepted.recv())
+        .await
+        .expect("the daemon's GET reached the silent endpoint");
+    let started = std::time::Instant::now();
+    daemon.stop().await.expect("clean shutdown");
+    let took = started.elapsed();
+    println!("stopped {took:?} after the request, with a GET in flight");
+    // Well under the GET's own 30 s timeout: the grace period, not the GET, decided.
+    assert!(
+        took < Duration::from_secs(15),
+        "stop waited for the GET: {took:?}"
+    );
+}

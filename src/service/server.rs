@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
@@ -25,9 +24,6 @@ use super::v1::V1;
 use super::v2::V2;
 use crate::config::Settings;
 use crate::store::Store;
-
-/// How long in-flight requests may take to finish once draining starts (flagd: 5 s).
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Names reported by the health service: the whole server plus each evaluation service.
 const HEALTH_NAMES: [&str; 4] = [
@@ -221,7 +217,7 @@ pub(super) type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Runs the server `serve` builds on `incoming` until it fails or `shutdown` completes; on
 /// shutdown it flags `draining`, runs `on_drain`, stops accepting and lets in-flight calls
-/// finish for at most [`DRAIN_GRACE`]. `name` labels the log lines.
+/// finish (the caller bounds the wait by the shutdown grace). `name` labels the log lines.
 pub(super) async fn serve_until_drained<S>(
     name: &str,
     incoming: Incoming,
@@ -249,13 +245,9 @@ where
             draining.send_replace(true);
             on_drain.await;
             let _ = stop_accepting.send(());
-            match tokio::time::timeout(DRAIN_GRACE, server).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!("{name}: drain grace period expired");
-                    Ok(())
-                }
-            }
+            // No deadline of its own: the daemon bounds the whole drain by --shutdown-grace
+            // and drops (or aborts) this future when it expires.
+            server.await
         }
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{AwsSettings, Settings, SourceConfig};
+use crate::config::{self, AwsSettings, Settings, SourceConfig};
 use crate::store::Store;
 
 pub use aws::{Aws, Backoff, S3Endpoint};
@@ -631,14 +631,27 @@ impl Supervisor {
     /// Stops every source task (and the SQS consumer, deleting its fan-out queue) and waits
     /// for them to finish.
     pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(30)).await;
+    }
+
+    /// Stops every source and the SQS consumer, waiting at most `budget`: tasks still running
+    /// then (an S3 GET in flight, a slow queue deletion) are cancelled, so a stop never
+    /// outlives the container's grace period.
+    pub async fn shutdown_within(self, budget: Duration) {
+        let deadline = tokio::time::Instant::now() + budget.min(config::MAX_DURATION);
         self.shutdown.send_replace(true);
-        if let Some(consumer) = self.consumer {
-            let _ = consumer.await;
-        }
         let tasks = std::mem::take(&mut self.directory.lock().tasks);
-        for task in tasks {
-            let _ = task.await;
+        for task in self.consumer.into_iter().chain(tasks) {
+            finish_by(task, deadline).await;
         }
+    }
+}
+
+/// Waits for `task` until `deadline`, then cancels it.
+async fn finish_by(mut task: JoinHandle<()>, deadline: tokio::time::Instant) {
+    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+        task.abort();
+        tracing::warn!("a sync task did not stop within the shutdown grace period; cancelled it");
     }
 }
 
