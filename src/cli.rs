@@ -190,6 +190,11 @@ pub struct StartArgs {
     /// being handled moves there instead of returning until it expires.
     #[arg(long, env = "FLAGPOLE_SQS_DEAD_LETTER_ARN")]
     pub sqs_dead_letter_arn: Option<String>,
+    /// Inline flag documents over SQS are accepted only for these source names
+    /// (comma-separated; `*` for any). Off by default: whoever can publish to the queue
+    /// would otherwise control every flag.
+    #[arg(long, env = "FLAGPOLE_SQS_INLINE", value_delimiter = ',')]
+    pub sqs_inline: Vec<String>,
     /// Messages per SQS receive, 1 to 10 (default 10).
     #[arg(long, env = "FLAGPOLE_SQS_BATCH_SIZE")]
     pub sqs_batch_size: Option<i32>,
@@ -313,6 +318,7 @@ impl StartArgs {
                     sns_topic_arn: self.sns_topic_arn.clone(),
                     sqs_queue_prefix: self.sqs_queue_prefix.clone(),
                     sqs_dead_letter_arn: self.sqs_dead_letter_arn.clone(),
+                    sqs_inline: Some(self.sqs_inline.clone()).filter(|v| !v.is_empty()),
                     sqs_batch_size: self.sqs_batch_size,
                     sqs_visibility_timeout: duration(
                         &self.sqs_visibility_timeout,

@@ -41,6 +41,8 @@ pub struct AwsSettings {
     /// Dead-letter queue of the fan-out queues: a message received
     /// [`crate::sync::FANOUT_MAX_RECEIVES`] times without being handled moves there.
     pub sqs_dead_letter_arn: Option<String>,
+    /// Source names inline SQS documents may use (`*`: any); empty: inline documents are off.
+    pub sqs_inline: Vec<String>,
     /// Messages per SQS receive (1..=10).
     pub sqs_batch_size: i32,
     /// How long a received message stays invisible while it is handled.
@@ -65,6 +67,7 @@ impl Default for AwsSettings {
             sqs_queue_url: None,
             sns_topic_arn: None,
             sqs_queue_prefix: "flagpole-".to_owned(),
+            sqs_inline: Vec::new(),
             sqs_dead_letter_arn: None,
             sqs_batch_size: 10,
             sqs_visibility_timeout: Duration::from_secs(30),
@@ -98,6 +101,8 @@ pub struct AwsInput {
     pub sqs_queue_prefix: Option<String>,
     /// `sqs-dead-letter-arn`.
     pub sqs_dead_letter_arn: Option<String>,
+    /// `sqs-inline`.
+    pub sqs_inline: Option<Vec<String>>,
     /// `sqs-batch-size`.
     pub sqs_batch_size: Option<i32>,
     /// `sqs-visibility-timeout`.
@@ -130,6 +135,9 @@ impl AwsInput {
             sns_topic_arn: text("sns-topic-arn")?,
             sqs_queue_prefix: text("sqs-queue-prefix")?,
             sqs_dead_letter_arn: text("sqs-dead-letter-arn")?,
+            sqs_inline: get("sqs-inline")
+                .map(|v| string_list(v, "sqs-inline"))
+                .transpose()?,
             sqs_batch_size: get("sqs-batch-size")
                 .map(|v| number(v, "sqs-batch-size"))
                 .transpose()?,
@@ -199,6 +207,7 @@ impl AwsInput {
             sns_topic_arn: self.sns_topic_arn.or(lower.sns_topic_arn),
             sqs_queue_prefix: self.sqs_queue_prefix.or(lower.sqs_queue_prefix),
             sqs_dead_letter_arn: self.sqs_dead_letter_arn.or(lower.sqs_dead_letter_arn),
+            sqs_inline: self.sqs_inline.or(lower.sqs_inline),
             sqs_batch_size: self.sqs_batch_size.or(lower.sqs_batch_size),
             sqs_visibility_timeout: self.sqs_visibility_timeout.or(lower.sqs_visibility_timeout),
             sqs_wait_time: self.sqs_wait_time.or(lower.sqs_wait_time),
@@ -221,6 +230,7 @@ impl AwsInput {
             sns_topic_arn: self.sns_topic_arn,
             sqs_queue_prefix: self.sqs_queue_prefix.unwrap_or(d.sqs_queue_prefix),
             sqs_dead_letter_arn: self.sqs_dead_letter_arn.filter(|s| !s.is_empty()),
+            sqs_inline: self.sqs_inline.unwrap_or_default(),
             sqs_batch_size: self.sqs_batch_size.unwrap_or(d.sqs_batch_size),
             sqs_visibility_timeout: self
                 .sqs_visibility_timeout

@@ -360,6 +360,50 @@ async fn sns_wrapped_and_eventbridge_messages_trigger_refetches() {
 }
 
 #[tokio::test]
+async fn inline_documents_are_opt_in_per_source_and_ordered_by_sequence() {
+    let moto = Moto::start();
+    create_bucket(&moto).await;
+    put(&moto, "flags.json", &document("f", "a")).await;
+    let (queue, _) = create_queue(&moto, "changes").await;
+    let mut settings = settings(&moto.endpoint(), "r1");
+    settings.sources = vec![s3_source(BUCKET, "flags.json")];
+    settings.aws.sqs_queue_url = Some(queue.clone());
+    settings.aws.sqs_inline = vec!["inline:allowed".to_owned()];
+    let (store, supervisor) = started(&settings).await;
+    let inline = |source: &str, flag: &str, default: &str, sequence: u64| {
+        json!({"flagpole": {"source": source, "sequence": sequence, "document": {
+            "flags": {flag: {"state": "ENABLED", "variants": {"a": "A", "b": "B"},
+                             "defaultVariant": default}}
+        }}})
+        .to_string()
+    };
+
+    // A source name outside the allow-list is refused and its message kept.
+    send(&moto, &queue, &inline("inline:other", "takeover", "a", 1)).await;
+    // Sequence 2 arrives before sequence 1: the older one must not win.
+    send(&moto, &queue, &inline("inline:allowed", "promo", "b", 2)).await;
+    eventually_within(PATIENCE, "the allowed inline document applied", || {
+        let v = variant(&store, "promo");
+        async move { v.as_deref() == Some("b") }
+    })
+    .await;
+    send(&moto, &queue, &inline("inline:allowed", "promo", "a", 1)).await;
+    eventually_within(PATIENCE, "only the refused message is left", || {
+        let moto = &moto;
+        let queue = &queue;
+        async move { messages_in(moto, queue).await == 1 }
+    })
+    .await;
+    assert_eq!(
+        variant(&store, "promo").as_deref(),
+        Some("b"),
+        "older one dropped"
+    );
+    assert_eq!(variant(&store, "takeover"), None, "not allowed");
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
 async fn inline_documents_create_update_and_remove_a_source() {
     let moto = Moto::start();
     create_bucket(&moto).await;
@@ -368,6 +412,7 @@ async fn inline_documents_create_update_and_remove_a_source() {
     let mut settings = settings(&moto.endpoint(), "r1");
     settings.sources = vec![s3_source(BUCKET, "flags.json")];
     settings.aws.sqs_queue_url = Some(queue.clone());
+    settings.aws.sqs_inline = vec!["*".to_owned()]; // inline documents are opt-in
     let (store, supervisor) = started(&settings).await;
 
     let inline = |default: &str| {
@@ -436,6 +481,7 @@ async fn poison_messages_stay_in_the_queue_for_the_redrive_policy() {
     let mut settings = settings(&moto.endpoint(), "r1");
     settings.sources = vec![s3_source(BUCKET, "flags.json")];
     settings.aws.sqs_queue_url = Some(queue.clone());
+    settings.aws.sqs_inline = vec!["*".to_owned()]; // inline documents are opt-in
     settings.aws.sqs_visibility_timeout = Duration::from_secs(1);
     let (store, supervisor) = started(&settings).await;
 

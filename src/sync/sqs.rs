@@ -61,6 +61,9 @@ pub struct InlineDocument {
     pub source: String,
     /// The document (`None` = remove the inline source).
     pub document: Option<(Bytes, Format)>,
+    /// The publisher's sequence number: a message older than the applied one is dropped
+    /// (a standard queue may deliver two updates out of order).
+    pub sequence: Option<u64>,
 }
 
 /// Classifies a message body; `Err` says why nobody can use it.
@@ -163,7 +166,18 @@ fn inline_document(inline: &Value) -> Result<InlineDocument, String> {
         }
         Some(_) => return Err("`document` must be an object, a string or null".into()),
     };
-    Ok(InlineDocument { source, document })
+    let sequence = match inline.get("sequence") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or("`sequence` must be a non-negative integer")?,
+        ),
+    };
+    Ok(InlineDocument {
+        source,
+        document,
+        sequence,
+    })
 }
 
 /// Why a receive loop ended.
@@ -189,11 +203,17 @@ enum Disposition {
 pub(super) struct Consumer {
     aws: Arc<Aws>,
     directory: Arc<SourceDirectory>,
+    /// The last applied sequence number per inline source.
+    sequences: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Consumer {
     pub(super) fn new(aws: Arc<Aws>, directory: Arc<SourceDirectory>) -> Consumer {
-        Consumer { aws, directory }
+        Consumer {
+            aws,
+            directory,
+            sequences: Default::default(),
+        }
     }
 
     /// Runs until shutdown; then unsubscribes and deletes the fan-out queue, if any.
@@ -440,6 +460,54 @@ impl Consumer {
     }
 
     fn inline(&self, id: &str, inline: InlineDocument) -> Disposition {
+        let allowed = &self.aws.settings().sqs_inline;
+        if !allowed.iter().any(|a| a == "*" || *a == inline.source) {
+            // Kept, not deleted: the queue's redrive policy decides, and nothing is lost if
+            // the operator meant to allow it.
+            tracing::warn!(
+                message_id = id,
+                source = %inline.source,
+                "inline flag document refused: its source is not allowed by --sqs-inline; message kept"
+            );
+            return Disposition::Keep;
+        }
+        if let Some(sequence) = inline.sequence {
+            let sequences = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&applied) = sequences.get(&inline.source) {
+                if sequence <= applied {
+                    tracing::warn!(
+                        message_id = id,
+                        source = %inline.source,
+                        sequence,
+                        applied,
+                        "inline document older than the applied one; dropped"
+                    );
+                    return Disposition::Delete;
+                }
+            }
+        }
+        let source = inline.source.clone();
+        let disposition = self.apply_inline(id, inline.document, &source);
+        if let (Disposition::Delete, Some(sequence)) = (disposition, inline.sequence) {
+            self.sequences
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(source, sequence);
+        }
+        disposition
+    }
+
+    fn apply_inline(
+        &self,
+        id: &str,
+        document: Option<(Bytes, Format)>,
+        source: &str,
+    ) -> Disposition {
+        let inline = InlineDocument {
+            source: source.to_owned(),
+            document,
+            sequence: None,
+        };
         let Some((bytes, format)) = inline.document else {
             let removed = self.directory.remove_inline(&inline.source);
             tracing::info!(message_id = id, source = %inline.source, removed, "inline source removal");
