@@ -7,6 +7,9 @@
 //! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod daemon;

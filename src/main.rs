@@ -105,7 +105,6 @@ fn init_logging(format: LogFormat, debug: bool) {
     };
 }
 
-/// Completes on SIGINT or SIGTERM.
 /// Completes on the first SIGINT or SIGTERM; a second one ends the process at once.
 async fn shutdown_signal() {
     let name = next_signal().await;

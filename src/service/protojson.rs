@@ -11,13 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::ser::{Serialize, Serializer};
 use serde::Deserialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::proto::{evaluation_v1 as v1, evaluation_v2 as v2, schema_v1};
-use super::wire::JsonStruct;
-
-/// Largest magnitude at which every integer is exactly representable as a double.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+use super::wire::{number_from_f64, JsonStruct, MAX_SAFE_INTEGER};
 
 /// Why a JSON request could not be decoded (becomes INVALID_ARGUMENT).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,24 +139,16 @@ pub fn normalize_numbers(map: &mut Map<String, Value>) {
 fn normalize_value(value: &mut Value) {
     match value {
         Value::Number(n) => {
-            if !n.is_i64() || n.as_i64().is_some_and(|i| i.unsigned_abs() > 1 << 53) {
+            if !n.is_i64()
+                || n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER as u64)
+            {
                 *value = number_from_f64(n.as_f64().unwrap_or(0.0));
             }
         }
         Value::Array(items) => items.iter_mut().for_each(normalize_value),
         Value::Object(map) => normalize_numbers(map),
         Value::Null | Value::Bool(_) | Value::String(_) => {}
-    }
-}
-
-fn number_from_f64(f: f64) -> Value {
-    // Negative zero stays a double: flagd's Go engine keeps it (`{"var": "x"}` names the
-    // variant "-0").
-    let negative_zero = f == 0.0 && f.is_sign_negative();
-    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER && !negative_zero {
-        Value::Number(Number::from(f as i64))
-    } else {
-        Number::from_f64(f).map_or(Value::Null, Value::Number)
     }
 }
 

@@ -21,8 +21,8 @@ use serde_json::{Map, Number, Value};
 /// Deepest Struct/ListValue nesting accepted on decode (prost's own limit is 100).
 const MAX_DEPTH: u32 = 100;
 
-/// Largest magnitude at which every integer is exactly representable as a double.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+/// Largest magnitude at which every integer is exactly representable as a double (2^53).
+pub(super) const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
 
 // Field numbers of struct.proto.
 const STRUCT_FIELDS: u32 = 1;
@@ -354,7 +354,9 @@ fn decode_list(buf: &mut impl Buf, items: &mut Vec<Value>, depth: u32) -> Result
     check_end(buf, end)
 }
 
-fn number_from_f64(f: f64) -> Value {
+/// A JSON number from a protobuf double, as flagd's Go decoder makes it: whole values up to
+/// 2^53 become integers, everything else stays a double.
+pub(super) fn number_from_f64(f: f64) -> Value {
     // Negative zero stays a double: flagd's Go engine keeps it (`{"var": "x"}` names the
     // variant "-0").
     let negative_zero = f == 0.0 && f.is_sign_negative();

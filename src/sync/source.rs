@@ -5,7 +5,7 @@
 //! store, keeps the last good configuration on failure, counts and logs, and tracks
 //! readiness, so every provider gets identical failure handling.
 //!
-//! Shapes the planned providers take:
+//! Shapes the providers take:
 //! - S3: poll every `interval`, conditional GET with the last ETag (`If-None-Match`); a 304
 //!   publishes nothing; a 200 publishes the body with the format from the key's extension or
 //!   the Content-Type. It also wakes on [`SourceContext::refresh`].
