@@ -82,6 +82,10 @@ impl ProbeArgs {
     }
 }
 
+fn parse_bind_arg(text: &str) -> Result<std::net::IpAddr, String> {
+    crate::config::parse_bind_address(text).map_err(|e| e.to_string())
+}
+
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .filter(|d| !d.is_zero())
@@ -208,6 +212,17 @@ pub struct StartArgs {
     /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
     #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
     pub metrics_key_limit: Option<usize>,
+    /// Address every TCP port binds (default 0.0.0.0, all interfaces, as flagd).
+    #[arg(long, env = "FLAGD_BIND_ADDRESS", value_parser = parse_bind_arg)]
+    pub bind_address: Option<std::net::IpAddr>,
+    /// HTTP/2 streams one connection may open at once on the evaluation and sync ports
+    /// (default 100).
+    #[arg(long, env = "FLAGD_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// EventStream + SyncFlags streams open at once across the daemon; more are answered
+    /// RESOURCE_EXHAUSTED (default 10000; 0 = no cap).
+    #[arg(long, env = "FLAGD_MAX_OPEN_STREAMS")]
+    pub max_open_streams: Option<usize>,
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
@@ -310,6 +325,9 @@ impl StartArgs {
                 aws
             },
             metrics_key_limit: self.metrics_key_limit,
+            bind_address: self.bind_address,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_open_streams: self.max_open_streams,
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
             shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })
@@ -412,6 +430,23 @@ mod tests {
         let s = start(&["--metrics-key-limit", "10", "--drain-delay", "5s"]).unwrap();
         assert_eq!(s.metrics_key_limit, 10);
         assert_eq!(s.drain_delay, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn limit_flags() {
+        let s = start(&[
+            "--bind-address",
+            "::1",
+            "--max-concurrent-streams",
+            "7",
+            "--max-open-streams",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(s.bind_address.to_string(), "::1");
+        assert_eq!(s.max_concurrent_streams, 7);
+        assert_eq!(s.max_open_streams, 9);
+        assert!(start(&["--bind-address", "everywhere"]).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! is first read into a [`ConfigInput`] of optional values; inputs are layered (command line
 //! over file) and then turned into [`Settings`] with flagd's defaults.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -279,6 +280,12 @@ pub struct Settings {
     pub aws: AwsSettings,
     /// How many distinct flag keys get their own metric series (the rest share `__other__`).
     pub metrics_key_limit: usize,
+    /// Address every TCP port binds (flagd: all interfaces).
+    pub bind_address: IpAddr,
+    /// HTTP/2 streams one connection may have open at once on 8013 and 8015.
+    pub max_concurrent_streams: u32,
+    /// EventStream and SyncFlags streams open at once across the daemon; 0 = no cap.
+    pub max_open_streams: usize,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -311,6 +318,9 @@ impl Default for Settings {
             debug: false,
             aws: AwsSettings::default(),
             metrics_key_limit: 2000,
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_concurrent_streams: 100,
+            max_open_streams: 10_000,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -396,6 +406,12 @@ pub struct ConfigInput {
     pub aws: AwsInput,
     /// `metrics-key-limit`.
     pub metrics_key_limit: Option<usize>,
+    /// `bind-address`.
+    pub bind_address: Option<IpAddr>,
+    /// `max-concurrent-streams`.
+    pub max_concurrent_streams: Option<u32>,
+    /// `max-open-streams`.
+    pub max_open_streams: Option<usize>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
     /// `shutdown-grace`.
@@ -467,6 +483,15 @@ impl ConfigInput {
             debug: get("debug").map(|v| boolean(v, "debug")).transpose()?,
             metrics_key_limit: get("metrics-key-limit")
                 .map(|v| number(v, "metrics-key-limit"))
+                .transpose()?,
+            bind_address: get("bind-address")
+                .map(|v| parse_bind_address(&scalar(v, "bind-address")?))
+                .transpose()?,
+            max_concurrent_streams: get("max-concurrent-streams")
+                .map(|v| number(v, "max-concurrent-streams"))
+                .transpose()?,
+            max_open_streams: get("max-open-streams")
+                .map(|v| number(v, "max-open-streams"))
                 .transpose()?,
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
@@ -564,6 +589,9 @@ impl ConfigInput {
             debug: self.debug.or(lower.debug),
             aws: self.aws.over(lower.aws),
             metrics_key_limit: self.metrics_key_limit.or(lower.metrics_key_limit),
+            bind_address: self.bind_address.or(lower.bind_address),
+            max_concurrent_streams: self.max_concurrent_streams.or(lower.max_concurrent_streams),
+            max_open_streams: self.max_open_streams.or(lower.max_open_streams),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
@@ -608,6 +636,13 @@ impl ConfigInput {
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
+            bind_address: self.bind_address.unwrap_or(defaults.bind_address),
+            // 0 would refuse every stream; treat it as "the default".
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.max_concurrent_streams),
+            max_open_streams: self.max_open_streams.unwrap_or(defaults.max_open_streams),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -812,6 +847,14 @@ fn number<T: std::str::FromStr>(value: &Value, key: &'static str) -> Result<T, C
     })
 }
 
+/// `--bind-address`: an IPv4 or IPv6 address (no port, no host name).
+pub fn parse_bind_address(text: &str) -> Result<IpAddr, ConfigError> {
+    text.trim().parse().map_err(|_| ConfigError::Value {
+        key: "bind-address",
+        message: format!("`{text}` is not an IP address such as 0.0.0.0, 127.0.0.1 or ::"),
+    })
+}
+
 fn boolean(value: &Value, key: &'static str) -> Result<bool, ConfigError> {
     match scalar(value, key)?.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -946,6 +989,25 @@ mod tests {
         );
         // An empty path is no socket (flagd's default is "").
         assert_eq!(settings.sync_socket_path, None);
+    }
+
+    #[test]
+    fn exhaustion_limits_and_bind_address() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.bind_address.to_string(), "0.0.0.0");
+        assert_eq!(defaults.max_concurrent_streams, 100);
+        assert_eq!(defaults.max_open_streams, 10_000);
+        let settings = ConfigInput::from_value(&json!({
+            "bind-address": "127.0.0.1",
+            "max-concurrent-streams": "20",
+            "max-open-streams": 0
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.bind_address.to_string(), "127.0.0.1");
+        assert_eq!(settings.max_concurrent_streams, 20);
+        assert_eq!(settings.max_open_streams, 0);
+        assert!(ConfigInput::from_value(&json!({"bind-address": "localhost:80"})).is_err());
     }
 
     #[test]

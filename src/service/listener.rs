@@ -25,6 +25,9 @@ use tokio_stream::Stream;
 /// Longest time a TLS handshake may take before the connection is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Idle time before the kernel probes a TCP peer.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
 /// First and largest pause after a failed accept for lack of resources.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -77,6 +80,10 @@ impl Listener {
                 let (stream, _) = l.accept().await?;
                 // Latency matters more than packet count for small unary responses.
                 let _ = stream.set_nodelay(true);
+                // The kernel notices peers that vanished without a FIN (HTTP/2 pings do the
+                // same above TCP where the server sends them).
+                let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 Ok(Plain::Tcp(stream))
             }
             #[cfg(unix)]
