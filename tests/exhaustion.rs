@@ -252,3 +252,148 @@ async fn slowloris_and_silent_connections_are_closed_on_ofrep() {
     );
     assert_eq!(answered, 200);
 }
+
+// ---------------------------------------------------------------------------------------
+// Descriptor exhaustion (the real binary with a lowered RLIMIT_NOFILE)
+
+#[cfg(target_os = "linux")]
+mod descriptors {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn status(port: u16, request: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    fn ofrep(port: u16) -> Option<u16> {
+        status(
+            port,
+            "POST /ofrep/v1/evaluate/flags/bool-flag HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+        )
+    }
+
+    /// User + system CPU time of `pid`, in clock ticks.
+    fn cpu_ticks(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    struct Daemon(Child);
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn running_out_of_descriptors_backs_off_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = dir.path().join("flags.json");
+        std::fs::write(&flags, super::FLAGS).unwrap();
+        let (management, ofrep_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_flagpole"))
+            .arg("start")
+            .arg("--uri")
+            .arg(format!("file:{}", flags.display()))
+            .args(["-p", "0", "-g", "0", "--bind-address", "127.0.0.1"])
+            .args(["-m", &management.to_string(), "-r", &ofrep_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start flagpole");
+        let daemon = Daemon(child);
+        let pid = daemon.0.id();
+        let deadline = Instant::now() + super::PATIENCE;
+        while ofrep(ofrep_port) != Some(200) {
+            assert!(Instant::now() < deadline, "daemon never served OFREP");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        // Leave the daemon a handful of spare descriptors, then connect more clients.
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        let limit = format!("--nofile={}:{}", open + 4, open + 4);
+        let lowered = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &limit])
+            .status()
+            .expect("prlimit (util-linux) lowers the daemon's RLIMIT_NOFILE");
+        assert!(lowered.success());
+        let attackers: Vec<TcpStream> = (0..40)
+            .map(|_| TcpStream::connect(("127.0.0.1", ofrep_port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+
+        // Accept now fails with EMFILE: the loop must pause, not spin a core.
+        let before = cpu_ticks(pid);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let ticks = cpu_ticks(pid) - before;
+        let wall_ticks = started.elapsed().as_millis() as u64 / 10; // USER_HZ = 100
+        assert!(
+            ticks * 4 < wall_ticks,
+            "the daemon burnt {ticks} CPU ticks in {wall_ticks} while out of descriptors"
+        );
+
+        // The attackers leave: the daemon serves again.
+        drop(attackers);
+        let deadline = Instant::now() + super::PATIENCE;
+        while ofrep(ofrep_port) != Some(200) {
+            assert!(Instant::now() < deadline, "daemon did not recover");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            status(
+                management,
+                "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            ),
+            Some(200)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Silent connections on the HTTP/2 ports
+
+#[tokio::test]
+async fn silent_connections_are_closed_on_every_port() {
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(|_, _| {})
+        .await;
+    let addrs = [daemon.evaluation, daemon.sync(), daemon.management()];
+    let mut silent = Vec::new();
+    for addr in addrs {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        silent.push(tokio::spawn(closed_while_trickling(stream, false)));
+    }
+    for (addr, closed) in addrs.into_iter().zip(silent) {
+        assert!(
+            closed.await.unwrap(),
+            "a silent connection to {addr} stays open"
+        );
+    }
+}
