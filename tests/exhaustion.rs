@@ -183,10 +183,15 @@ async fn the_stream_cap_answers_resource_exhausted_and_frees_slots() {
 
 /// Whether the server closed `stream` (EOF or reset) while `trickle` kept sending one header
 /// byte every 100 ms; gives up after [`PATIENCE`].
-async fn closed_while_trickling(mut stream: TcpStream, trickle: bool) -> bool {
+async fn closed_while_trickling(stream: TcpStream, trickle: bool) -> bool {
+    closed_within(PATIENCE, stream, trickle).await
+}
+
+/// [`closed_while_trickling`], giving up after `patience`.
+async fn closed_within(patience: Duration, mut stream: TcpStream, trickle: bool) -> bool {
     let (mut read, mut write) = stream.split();
     let mut buf = [0u8; 256];
-    let result = tokio::time::timeout(PATIENCE, async {
+    let result = tokio::time::timeout(patience, async {
         let reader = async {
             loop {
                 match read.read(&mut buf).await {
@@ -396,4 +401,24 @@ async fn silent_connections_are_closed_on_every_port() {
             "a silent connection to {addr} stays open"
         );
     }
+}
+
+#[tokio::test]
+async fn slowloris_on_the_connect_port_is_closed() {
+    // Connect and gRPC-Web over HTTP/1.1 on 8013: tonic sets hyper's timer, so hyper's default
+    // 30 s header-read timeout applies.
+    let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
+        .management()
+        .start(|_, _| {})
+        .await;
+    let mut slow = TcpStream::connect(daemon.evaluation).await.unwrap();
+    slow.write_all(
+        b"POST /flagd.evaluation.v1.Service/ResolveBoolean HTTP/1.1\r\nhost: x\r\nx-slow: ",
+    )
+    .await
+    .unwrap();
+    assert!(
+        closed_within(Duration::from_secs(45), slow, true).await,
+        "a client trickling header bytes to 8013 must be disconnected"
+    );
 }
