@@ -163,6 +163,10 @@ pub struct StartArgs {
     /// TLS private key (PEM) for the evaluation and sync ports.
     #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH")]
     pub server_key_path: Option<PathBuf>,
+    /// CA bundle (PEM) for mutual TLS: the TLS ports then require a client certificate
+    /// signed by it (flagpole addition; needs -c/-k).
+    #[arg(long, env = "FLAGD_CLIENT_CA_PATH")]
+    pub client_ca_path: Option<PathBuf>,
     /// Unix socket for the evaluation services, replacing the TCP port.
     #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH")]
     pub socket_path: Option<PathBuf>,
@@ -283,6 +287,10 @@ impl StartArgs {
             disable_sync_metadata: self.disable_sync_metadata,
             server_cert_path: self.server_cert_path.clone(),
             server_key_path: self.server_key_path.clone(),
+            client_ca_path: self
+                .client_ca_path
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
             socket_path: self
                 .socket_path
                 .clone()
@@ -463,7 +471,8 @@ mod tests {
             s.sync_socket_path.as_deref(),
             Some(Path::new("/tmp/sync.sock"))
         );
-        let s = start(&["-e", "/tmp/s.sock"]).unwrap();
+        let s = start(&["-e", "/tmp/s.sock", "--client-ca-path", "/tmp/ca.pem"]).unwrap();
+        assert_eq!(s.client_ca_path.as_deref(), Some(Path::new("/tmp/ca.pem")));
         assert_eq!(s.socket_path, None);
         assert_eq!(
             s.sync_socket_path.as_deref(),

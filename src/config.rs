@@ -268,6 +268,8 @@ pub struct Settings {
     pub server_cert_path: Option<PathBuf>,
     /// TLS private key (PEM) for the evaluation and sync ports.
     pub server_key_path: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS); needs the server pair.
+    pub client_ca_path: Option<PathBuf>,
     /// Unix socket serving the evaluation services instead of the TCP `port`.
     pub socket_path: Option<PathBuf>,
     /// Unix socket serving the sync service instead of the TCP `sync_port`.
@@ -312,6 +314,7 @@ impl Default for Settings {
             disable_sync_metadata: false,
             server_cert_path: None,
             server_key_path: None,
+            client_ca_path: None,
             socket_path: None,
             sync_socket_path: None,
             log_format: LogFormat::Console,
@@ -390,6 +393,8 @@ pub struct ConfigInput {
     pub server_cert_path: Option<PathBuf>,
     /// `server-key-path`.
     pub server_key_path: Option<PathBuf>,
+    /// `client-ca-path`.
+    pub client_ca_path: Option<PathBuf>,
     /// `socket-path`.
     pub socket_path: Option<PathBuf>,
     /// `sync-socket-path`.
@@ -503,6 +508,11 @@ impl ConfigInput {
                 .transpose()?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            client_ca_path: get("client-ca-path")
+                .map(|v| scalar(v, "client-ca-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             socket_path: get("socket-path")
                 .map(|v| scalar(v, "socket-path"))
                 .transpose()?
@@ -581,6 +591,7 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.or(lower.disable_sync_metadata),
             server_cert_path: self.server_cert_path.or(lower.server_cert_path),
             server_key_path: self.server_key_path.or(lower.server_key_path),
+            client_ca_path: self.client_ca_path.or(lower.client_ca_path),
             socket_path: self.socket_path.or(lower.socket_path),
             sync_socket_path: self.sync_socket_path.or(lower.sync_socket_path),
             keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
@@ -630,6 +641,7 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.unwrap_or(false),
             server_cert_path: self.server_cert_path,
             server_key_path: self.server_key_path,
+            client_ca_path: self.client_ca_path,
             socket_path: self.socket_path,
             sync_socket_path: self.sync_socket_path,
             log_format: self.log_format.unwrap_or_default(),

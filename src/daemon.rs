@@ -123,6 +123,11 @@ pub async fn run(
         settings.server_cert_path.as_deref(),
         settings.server_key_path.as_deref(),
     )?;
+    let tls = match (tls, settings.client_ca_path.as_deref()) {
+        (tls, None) => tls,
+        (Some(tls), Some(ca)) => Some(tls.require_client_certificates(ca)?),
+        (None, Some(_)) => return Err(TlsError::ClientCaWithoutTls.into()),
+    };
     let _reload = tls.as_ref().map(|tls| tls.watch()).transpose()?;
     let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
     let store = Arc::new(Store::new());
