@@ -82,6 +82,10 @@ impl ProbeArgs {
     }
 }
 
+fn parse_bind_arg(text: &str) -> Result<std::net::IpAddr, String> {
+    crate::config::parse_bind_address(text).map_err(|e| e.to_string())
+}
+
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .filter(|d| !d.is_zero())
@@ -159,6 +163,10 @@ pub struct StartArgs {
     /// TLS private key (PEM) for the evaluation and sync ports.
     #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH")]
     pub server_key_path: Option<PathBuf>,
+    /// CA bundle (PEM) for mutual TLS: the TLS ports then require a client certificate
+    /// signed by it (flagpole addition; needs -c/-k).
+    #[arg(long, env = "FLAGD_CLIENT_CA_PATH")]
+    pub client_ca_path: Option<PathBuf>,
     /// Unix socket for the evaluation services, replacing the TCP port.
     #[arg(short = 'd', long, env = "FLAGD_SOCKET_PATH")]
     pub socket_path: Option<PathBuf>,
@@ -232,6 +240,17 @@ pub struct StartArgs {
     /// CloudWatch namespace of the EMF metrics (default `flagpole`).
     #[arg(long, env = "FLAGPOLE_METRICS_EMF_NAMESPACE")]
     pub metrics_emf_namespace: Option<String>,
+    /// Address every TCP port binds (default 0.0.0.0, all interfaces, as flagd).
+    #[arg(long, env = "FLAGD_BIND_ADDRESS", value_parser = parse_bind_arg)]
+    pub bind_address: Option<std::net::IpAddr>,
+    /// HTTP/2 streams one connection may open at once on the evaluation and sync ports
+    /// (default 100).
+    #[arg(long, env = "FLAGD_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// EventStream + SyncFlags streams open at once across the daemon; more are answered
+    /// RESOURCE_EXHAUSTED (default 10000; 0 = no cap).
+    #[arg(long, env = "FLAGD_MAX_OPEN_STREAMS")]
+    pub max_open_streams: Option<usize>,
     /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
     #[arg(long, env = "FLAGD_DRAIN_DELAY")]
     pub drain_delay: Option<String>,
@@ -292,6 +311,10 @@ impl StartArgs {
             disable_sync_metadata: self.disable_sync_metadata,
             server_cert_path: self.server_cert_path.clone(),
             server_key_path: self.server_key_path.clone(),
+            client_ca_path: self
+                .client_ca_path
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
             socket_path: self
                 .socket_path
                 .clone()
@@ -340,6 +363,9 @@ impl StartArgs {
             cache_dir: self.cache_dir.clone(),
             metrics_emf_interval: duration(&self.metrics_emf_interval, "metrics-emf-interval")?,
             metrics_emf_namespace: self.metrics_emf_namespace.clone(),
+            bind_address: self.bind_address,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_open_streams: self.max_open_streams,
             drain_delay: duration(&self.drain_delay, "drain-delay")?,
             shutdown_grace: duration(&self.shutdown_grace, "shutdown-grace")?,
         })
@@ -445,6 +471,23 @@ mod tests {
     }
 
     #[test]
+    fn limit_flags() {
+        let s = start(&[
+            "--bind-address",
+            "::1",
+            "--max-concurrent-streams",
+            "7",
+            "--max-open-streams",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(s.bind_address.to_string(), "::1");
+        assert_eq!(s.max_concurrent_streams, 7);
+        assert_eq!(s.max_open_streams, 9);
+        assert!(start(&["--bind-address", "everywhere"]).is_err());
+    }
+
+    #[test]
     fn socket_path_flags() {
         let s = start(&[
             "-d",
@@ -458,7 +501,8 @@ mod tests {
             s.sync_socket_path.as_deref(),
             Some(Path::new("/tmp/sync.sock"))
         );
-        let s = start(&["-e", "/tmp/s.sock"]).unwrap();
+        let s = start(&["-e", "/tmp/s.sock", "--client-ca-path", "/tmp/ca.pem"]).unwrap();
+        assert_eq!(s.client_ca_path.as_deref(), Some(Path::new("/tmp/ca.pem")));
         assert_eq!(s.socket_path, None);
         assert_eq!(
             s.sync_socket_path.as_deref(),

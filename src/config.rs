@@ -4,6 +4,7 @@
 //! is first read into a [`ConfigInput`] of optional values; inputs are layered (command line
 //! over file) and then turned into [`Settings`] with flagd's defaults.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -299,6 +300,8 @@ pub struct Settings {
     pub server_cert_path: Option<PathBuf>,
     /// TLS private key (PEM) for the evaluation and sync ports.
     pub server_key_path: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to (mutual TLS); needs the server pair.
+    pub client_ca_path: Option<PathBuf>,
     /// Unix socket serving the evaluation services instead of the TCP `port`.
     pub socket_path: Option<PathBuf>,
     /// Unix socket serving the sync service instead of the TCP `sync_port`.
@@ -319,6 +322,12 @@ pub struct Settings {
     pub metrics_emf_interval: Option<Duration>,
     /// The CloudWatch namespace of the EMF metrics.
     pub metrics_emf_namespace: String,
+    /// Address every TCP port binds (flagd: all interfaces).
+    pub bind_address: IpAddr,
+    /// HTTP/2 streams one connection may have open at once on 8013 and 8015.
+    pub max_concurrent_streams: u32,
+    /// EventStream and SyncFlags streams open at once across the daemon; 0 = no cap.
+    pub max_open_streams: usize,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -345,6 +354,7 @@ impl Default for Settings {
             disable_sync_metadata: false,
             server_cert_path: None,
             server_key_path: None,
+            client_ca_path: None,
             socket_path: None,
             sync_socket_path: None,
             log_format: LogFormat::Console,
@@ -355,6 +365,9 @@ impl Default for Settings {
             cache_dir: None,
             metrics_emf_interval: None,
             metrics_emf_namespace: "flagpole".to_owned(),
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_concurrent_streams: 100,
+            max_open_streams: 10_000,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -424,6 +437,8 @@ pub struct ConfigInput {
     pub server_cert_path: Option<PathBuf>,
     /// `server-key-path`.
     pub server_key_path: Option<PathBuf>,
+    /// `client-ca-path`.
+    pub client_ca_path: Option<PathBuf>,
     /// `socket-path`.
     pub socket_path: Option<PathBuf>,
     /// `sync-socket-path`.
@@ -448,6 +463,12 @@ pub struct ConfigInput {
     pub metrics_emf_interval: Option<Duration>,
     /// `metrics-emf-namespace`.
     pub metrics_emf_namespace: Option<String>,
+    /// `bind-address`.
+    pub bind_address: Option<IpAddr>,
+    /// `max-concurrent-streams`.
+    pub max_concurrent_streams: Option<u32>,
+    /// `max-open-streams`.
+    pub max_open_streams: Option<usize>,
     /// `drain-delay`.
     pub drain_delay: Option<Duration>,
     /// `shutdown-grace`.
@@ -535,6 +556,15 @@ impl ConfigInput {
                 .transpose()?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            bind_address: get("bind-address")
+                .map(|v| parse_bind_address(&scalar(v, "bind-address")?))
+                .transpose()?,
+            max_concurrent_streams: get("max-concurrent-streams")
+                .map(|v| number(v, "max-concurrent-streams"))
+                .transpose()?,
+            max_open_streams: get("max-open-streams")
+                .map(|v| number(v, "max-open-streams"))
+                .transpose()?,
             server_cert_path: get("server-cert-path")
                 .map(|v| scalar(v, "server-cert-path"))
                 .transpose()?
@@ -549,6 +579,11 @@ impl ConfigInput {
                 .map(|v| scalar(v, "metrics-emf-namespace"))
                 .transpose()?
                 .filter(|s| !s.is_empty()),
+            client_ca_path: get("client-ca-path")
+                .map(|v| scalar(v, "client-ca-path"))
+                .transpose()?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             socket_path: get("socket-path")
                 .map(|v| scalar(v, "socket-path"))
                 .transpose()?
@@ -630,6 +665,7 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.or(lower.disable_sync_metadata),
             server_cert_path: self.server_cert_path.or(lower.server_cert_path),
             server_key_path: self.server_key_path.or(lower.server_key_path),
+            client_ca_path: self.client_ca_path.or(lower.client_ca_path),
             socket_path: self.socket_path.or(lower.socket_path),
             sync_socket_path: self.sync_socket_path.or(lower.sync_socket_path),
             keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
@@ -642,6 +678,9 @@ impl ConfigInput {
             cache_dir: self.cache_dir.or(lower.cache_dir),
             metrics_emf_interval: self.metrics_emf_interval.or(lower.metrics_emf_interval),
             metrics_emf_namespace: self.metrics_emf_namespace.or(lower.metrics_emf_namespace),
+            bind_address: self.bind_address.or(lower.bind_address),
+            max_concurrent_streams: self.max_concurrent_streams.or(lower.max_concurrent_streams),
+            max_open_streams: self.max_open_streams.or(lower.max_open_streams),
             drain_delay: self.drain_delay.or(lower.drain_delay),
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
         }
@@ -680,6 +719,7 @@ impl ConfigInput {
             disable_sync_metadata: self.disable_sync_metadata.unwrap_or(false),
             server_cert_path: self.server_cert_path,
             server_key_path: self.server_key_path,
+            client_ca_path: self.client_ca_path,
             socket_path: self.socket_path,
             sync_socket_path: self.sync_socket_path,
             log_format: self.log_format.unwrap_or_default(),
@@ -692,6 +732,13 @@ impl ConfigInput {
             metrics_emf_namespace: self
                 .metrics_emf_namespace
                 .unwrap_or(defaults.metrics_emf_namespace),
+            bind_address: self.bind_address.unwrap_or(defaults.bind_address),
+            // 0 would refuse every stream; treat it as "the default".
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.max_concurrent_streams),
+            max_open_streams: self.max_open_streams.unwrap_or(defaults.max_open_streams),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -908,6 +955,14 @@ fn number<T: std::str::FromStr>(value: &Value, key: &'static str) -> Result<T, C
     })
 }
 
+/// `--bind-address`: an IPv4 or IPv6 address (no port, no host name).
+pub fn parse_bind_address(text: &str) -> Result<IpAddr, ConfigError> {
+    text.trim().parse().map_err(|_| ConfigError::Value {
+        key: "bind-address",
+        message: format!("`{text}` is not an IP address such as 0.0.0.0, 127.0.0.1 or ::"),
+    })
+}
+
 fn boolean(value: &Value, key: &'static str) -> Result<bool, ConfigError> {
     match scalar(value, key)?.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -1059,6 +1114,25 @@ mod tests {
         );
         // An empty path is no socket (flagd's default is "").
         assert_eq!(settings.sync_socket_path, None);
+    }
+
+    #[test]
+    fn exhaustion_limits_and_bind_address() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.bind_address.to_string(), "0.0.0.0");
+        assert_eq!(defaults.max_concurrent_streams, 100);
+        assert_eq!(defaults.max_open_streams, 10_000);
+        let settings = ConfigInput::from_value(&json!({
+            "bind-address": "127.0.0.1",
+            "max-concurrent-streams": "20",
+            "max-open-streams": 0
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.bind_address.to_string(), "127.0.0.1");
+        assert_eq!(settings.max_concurrent_streams, 20);
+        assert_eq!(settings.max_open_streams, 0);
+        assert!(ConfigInput::from_value(&json!({"bind-address": "localhost:80"})).is_err());
     }
 
     #[test]

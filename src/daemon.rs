@@ -2,7 +2,7 @@
 //! the shutdown future completes.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::service::limits::StreamLimit;
 use crate::service::listener::Listener;
 use crate::service::management::{ManagementServer, Readiness};
 use crate::service::metrics::Metrics;
@@ -34,28 +35,31 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds every port named in `settings` on all interfaces; `socket_path` and
+    /// Binds every port named in `settings` on `bind_address` (all interfaces by default); `socket_path` and
     /// `sync_socket_path` replace the evaluation and sync TCP ports with unix sockets.
     pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
         let evaluation = match &settings.socket_path {
             Some(path) => bind_unix(path)?,
-            None => bind(settings.port).await?.into(),
+            None => bind(settings, settings.port).await?.into(),
         };
         let sync = match &settings.sync_socket_path {
             Some(path) => bind_unix(path)?,
-            None => bind(settings.sync_port).await?.into(),
+            None => bind(settings, settings.sync_port).await?.into(),
         };
         Ok(Listeners {
             evaluation,
-            management: Some(bind(settings.management_port).await?),
+            management: Some(bind(settings, settings.management_port).await?),
             sync: Some(sync),
-            ofrep: Some(bind(settings.ofrep_port).await?.into()),
+            ofrep: Some(bind(settings, settings.ofrep_port).await?.into()),
         })
     }
 }
 
-async fn bind(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
+async fn bind(settings: &Settings, port: u16) -> std::io::Result<TcpListener> {
+    let addr = SocketAddr::from((settings.bind_address, port));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| std::io::Error::new(error.kind(), format!("{addr}: {error}")))
 }
 
 /// Binds a unix socket at `path`, replacing a socket left by an earlier run (never any other
@@ -119,11 +123,18 @@ pub async fn run(
         settings.server_cert_path.as_deref(),
         settings.server_key_path.as_deref(),
     )?;
+    let tls = match (tls, settings.client_ca_path.as_deref()) {
+        (tls, None) => tls,
+        (Some(tls), Some(ca)) => Some(tls.require_client_certificates(ca)?),
+        (None, Some(_)) => return Err(TlsError::ClientCaWithoutTls.into()),
+    };
     let _reload = tls.as_ref().map(|tls| tls.watch()).transpose()?;
     let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::from_settings(&settings, store.clone())?;
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
+    // One cap for EventStream (8013) and SyncFlags (8015) together.
+    let stream_limit = StreamLimit::new(settings.max_open_streams);
     // `stopping`: shutdown has begun (readiness off); `drain`: the serving ports drain now;
     // `closed`: everything else has stopped, the management port may close.
     let (stopping_tx, stopping) = watch::channel(false);
@@ -159,7 +170,12 @@ pub async fn run(
         tokio::spawn(server.serve(listener, until(closed)))
     });
     let mut sync = sync.map(|listener| {
-        let server = SyncServer::new(&settings, store.clone(), metrics.clone());
+        let server = SyncServer::new(
+            &settings,
+            store.clone(),
+            metrics.clone(),
+            stream_limit.clone(),
+        );
         tokio::spawn(server.serve(
             listener,
             acceptor(ALPN_SYNC),
@@ -181,7 +197,8 @@ pub async fn run(
         }
         drain_tx.send_replace(true);
     };
-    let server = EvaluationServer::with_metrics(&settings, store, metrics.clone());
+    let server =
+        EvaluationServer::with_metrics(&settings, store, metrics.clone(), stream_limit.clone());
     // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
     let mut ofrep = ofrep.map(|listener| {
         let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);

@@ -279,3 +279,56 @@ async fn a_replaced_certificate_serves_new_handshakes_and_open_streams_stay() {
         .expect("resolve");
     assert!(!reply.into_inner().value);
 }
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
+    let pki = TestPki::generate();
+    let stranger = TestPki::generate();
+    let (cert, key, ca) = (pki.cert(), pki.key(), pki.ca());
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(move |settings, _| {
+            settings.server_cert_path = Some(cert);
+            settings.server_key_path = Some(key);
+            settings.client_ca_path = Some(ca);
+        })
+        .await;
+    let addr = daemon.evaluation;
+    let resolve = |identity| resolve_with(addr, pki.ca(), identity);
+    assert_eq!(resolve(Some(pki.client())).await, Ok(true));
+    assert!(
+        resolve(None).await.is_err(),
+        "no client certificate must fail"
+    );
+    assert!(
+        resolve(Some(stranger.client())).await.is_err(),
+        "a client certificate from another CA must fail"
+    );
+    // The sync port requires it too.
+    let channel = tls::grpc_channel_with_identity(daemon.sync(), &pki.ca(), None).await;
+    let fetched = match channel {
+        Ok(channel) => FlagSyncServiceClient::new(channel)
+            .fetch_all_flags(FetchAllFlagsRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!fetched, "sync without a client certificate must fail");
+
+    let message = start_error(|s| s.client_ca_path = Some(pki.ca())).await;
+    assert!(message.contains("--client-ca-path needs"), "{message}");
+}
+
+async fn resolve_with(
+    addr: std::net::SocketAddr,
+    ca: std::path::PathBuf,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<bool, String> {
+    let channel = tls::grpc_channel_with_identity(addr, &ca, identity)
+        .await
+        .map_err(|e| e.to_string())?;
+    v1::service_client::ServiceClient::new(channel)
+        .resolve_boolean(bool_request())
+        .await
+        .map(|r| r.into_inner().value)
+        .map_err(|e| e.to_string())
+}

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use super::limits::StreamLimit;
 use super::metrics::{EvaluationResult, Metrics};
 use super::wire::JsonStruct;
 use crate::config::Settings;
@@ -225,6 +226,8 @@ pub struct Evaluator {
     pub(super) draining: watch::Receiver<bool>,
     /// Where evaluation outcomes and open streams are counted.
     pub(super) metrics: Arc<Metrics>,
+    /// The daemon-wide cap on open streams.
+    pub(super) stream_limit: StreamLimit,
 }
 
 impl Evaluator {
@@ -251,7 +254,14 @@ impl Evaluator {
             },
             draining,
             metrics: Arc::new(Metrics::new(settings.metrics_key_limit)),
+            stream_limit: StreamLimit::new(settings.max_open_streams),
         }
+    }
+
+    /// This evaluator counting its event streams under `limit` (shared with the sync port).
+    pub fn with_stream_limit(mut self, limit: StreamLimit) -> Self {
+        self.stream_limit = limit;
+        self
     }
 
     /// This evaluator recording into `metrics` (shared with the management port).

@@ -83,6 +83,7 @@ impl Evaluator {
         R: From<Event> + Send + 'static,
     {
         let selector = selector(headers)?;
+        let slot = self.stream_limit.acquire()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let deadline = if api.uses_stream_deadline() {
             self.streams.deadline
@@ -91,6 +92,7 @@ impl Evaluator {
         };
         let task = StreamTask {
             _open: self.metrics.event_stream_opened(),
+            _slot: slot,
             tx,
             selector,
             snapshots: self.store.subscribe(),
@@ -106,6 +108,8 @@ impl Evaluator {
 struct StreamTask<R> {
     /// Counts this stream in `flagpole_event_streams_open` until it ends.
     _open: super::metrics::StreamGuard,
+    /// Holds this stream's place under `--max-open-streams` until it ends.
+    _slot: super::limits::StreamSlot,
     tx: mpsc::Sender<Result<R, Status>>,
     selector: Selector,
     snapshots: watch::Receiver<Arc<Snapshot>>,

@@ -1,8 +1,9 @@
 //! Listening sockets and the accept loop every port shares.
 //!
-//! [`incoming`] accepts on a TCP or unix socket and yields [`Conn`]s: plain, or TLS after a
-//! handshake that runs in its own task under [`HANDSHAKE_TIMEOUT`], so a client that opens a
-//! connection and says nothing never blocks the loop. When accepting fails for lack of
+//! [`incoming`] accepts on a TCP or unix socket and yields [`Conn`]s: plain once the client
+//! has sent its first byte, or TLS after the handshake; either runs in its own task under
+//! [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and says nothing is closed and
+//! never blocks the loop. When accepting fails for lack of
 //! resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop backs off (10 ms doubling to 1 s)
 //! instead of retrying at once and spinning a core; it ends, closing the socket, as soon as
 //! the server stops taking connections.
@@ -22,8 +23,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
-/// Longest time a TLS handshake may take before the connection is closed.
+/// Longest time a TLS handshake may take, or a plaintext client may stay silent after
+/// connecting, before the connection is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle time before the kernel probes a TCP peer.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// First and largest pause after a failed accept for lack of resources.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -77,6 +82,10 @@ impl Listener {
                 let (stream, _) = l.accept().await?;
                 // Latency matters more than packet count for small unary responses.
                 let _ = stream.set_nodelay(true);
+                // The kernel notices peers that vanished without a FIN (HTTP/2 pings do the
+                // same above TCP where the server sends them).
+                let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                 Ok(Plain::Tcp(stream))
             }
             #[cfg(unix)]
@@ -93,6 +102,18 @@ pub enum Plain {
     /// Unix domain socket.
     #[cfg(unix)]
     Unix(UnixStream),
+}
+
+impl Plain {
+    /// Completes once the peer has sent something (or closed). `readable()` alone may
+    /// report a fresh socket ready before any byte arrives; `peek` waits for data.
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Plain::Tcp(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
+            #[cfg(unix)]
+            Plain::Unix(s) => s.readable().await,
+        }
+    }
 }
 
 /// An accepted connection, plain or TLS.
@@ -147,26 +168,27 @@ async fn accept_loop(
                 continue;
             }
         };
-        match &tls {
-            None => {
-                if tx.send(Ok(Conn::Plain(plain))).await.is_err() {
-                    return;
-                }
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
+        let tls = tls.clone();
+        let tx = tx.clone();
+        // The handshake (TLS, or the first byte of a plaintext request) runs in its own task
+        // under a deadline: silent clients are closed and never hold up the loop.
+        tokio::spawn(async move {
+            let conn = match tls {
+                None => match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.readable()).await {
+                    Ok(Ok(())) => Conn::Plain(plain),
+                    Ok(Err(error)) => return tracing::debug!(%error, "connection failed"),
+                    Err(_) => return tracing::debug!("connection silent; closed"),
+                },
+                Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                        Ok(Ok(stream)) => Conn::Tls(Box::new(stream)),
+                        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }
-                });
-            }
-        }
+                }
+            };
+            let _ = tx.send(Ok(conn)).await;
+        });
     }
 }
 

@@ -23,12 +23,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::listener;
 use super::metrics::{render_sources, Metrics};
 use super::server::ServeError;
 use crate::store::Store;
@@ -175,7 +175,8 @@ impl ManagementServer {
         let server = Server::builder()
             .accept_http1(true)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            // The shared accept loop: no spin when descriptors run out, silent clients closed.
+            .serve_with_incoming_shutdown(listener::incoming(listener.into(), None), async {
                 let _ = stopped.await;
             });
         tokio::pin!(server);

@@ -21,6 +21,7 @@ mod connect;
 mod cors;
 mod evaluation;
 mod events;
+pub mod limits;
 mod ofrep;
 mod schema_v1;
 mod server;

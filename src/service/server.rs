@@ -16,6 +16,7 @@ use tower::util::MapResponseLayer;
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
 use super::evaluation::Evaluator;
+use super::limits::StreamLimit;
 use super::listener::{self, Incoming, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
@@ -52,29 +53,36 @@ pub struct EvaluationServer {
     draining: watch::Sender<bool>,
     max_request_body: usize,
     cors_origins: Vec<String>,
+    max_concurrent_streams: u32,
 }
 
 impl EvaluationServer {
     /// A server evaluating against `store`, configured from `settings`.
     pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
         let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
-        EvaluationServer::with_metrics(settings, store, metrics)
+        let limit = StreamLimit::new(settings.max_open_streams);
+        EvaluationServer::with_metrics(settings, store, metrics, limit)
     }
 
-    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics`.
+    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics` and
+    /// event streams under `limit` (shared with the sync port).
     pub fn with_metrics(
         settings: &Settings,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        limit: StreamLimit,
     ) -> EvaluationServer {
         let (draining, draining_rx) = watch::channel(false);
-        let evaluator = Evaluator::new(settings, store, draining_rx).with_metrics(metrics.clone());
+        let evaluator = Evaluator::new(settings, store, draining_rx)
+            .with_metrics(metrics.clone())
+            .with_stream_limit(limit);
         EvaluationServer {
             evaluator: Arc::new(evaluator),
             metrics,
             draining,
             max_request_body: settings.max_request_body,
             cors_origins: settings.cors_origins.clone(),
+            max_concurrent_streams: settings.max_concurrent_streams,
         }
     }
 
@@ -124,6 +132,11 @@ impl EvaluationServer {
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = Server::builder()
             .accept_http1(true)
+            // h2 would otherwise let one connection open streams until memory runs out.
+            .max_concurrent_streams(Some(self.max_concurrent_streams))
+            // Notice dead peers; keep NAT and load-balancer idle timers from cutting streams.
+            .http2_keepalive_interval(Some(super::sync::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(super::sync::KEEPALIVE_TIMEOUT))
             .layer(HttpMetricsLayer::new(
                 self.metrics.clone(),
                 "flagd",

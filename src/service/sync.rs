@@ -31,6 +31,7 @@ use tonic::{Request, Response, Status};
 
 use super::evaluation::{invalid_selector, SELECTOR_HEADER};
 use super::events::deadline_at;
+use super::limits::StreamLimit;
 use super::listener::{self, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
@@ -75,11 +76,19 @@ struct Shared {
     deadline: Option<Duration>,
     draining: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    stream_limit: StreamLimit,
+    max_concurrent_streams: u32,
 }
 
 impl SyncServer {
-    /// A sync server over `store`, configured from `settings`, counting into `metrics`.
-    pub fn new(settings: &Settings, store: Arc<Store>, metrics: Arc<Metrics>) -> SyncServer {
+    /// A sync server over `store`, configured from `settings`, counting into `metrics`,
+    /// its SyncFlags streams under `limit` (shared with the evaluation port).
+    pub fn new(
+        settings: &Settings,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        limit: StreamLimit,
+    ) -> SyncServer {
         let (draining, draining_rx) = watch::channel(false);
         let sync_context = JsonStruct(
             settings
@@ -96,6 +105,8 @@ impl SyncServer {
                 deadline: settings.stream_deadline,
                 draining: draining_rx,
                 metrics,
+                stream_limit: limit,
+                max_concurrent_streams: settings.max_concurrent_streams,
             })),
             draining,
         }
@@ -132,9 +143,9 @@ impl SyncServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let metrics = self.service.0.metrics.clone();
         let router = Server::builder()
+            .max_concurrent_streams(Some(self.service.0.max_concurrent_streams))
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .tcp_keepalive(Some(Duration::from_secs(60)))
             .layer(HttpMetricsLayer::new(metrics, "flagd-sync", grpc_route))
             .add_service(FlagSyncServiceServer::new(self.service.clone()))
             .add_service(reflection_v1)
@@ -192,12 +203,14 @@ impl FlagSyncService for SyncService {
         #[allow(deprecated)]
         let body_selector = body.selector.as_str();
         let (selector, selector_text) = Self::selector(&headers, body_selector)?;
+        let slot = self.0.stream_limit.acquire()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let task = SyncStream {
             _open: self
                 .0
                 .metrics
                 .sync_stream_opened(&selector_text, &body.provider_id),
+            _slot: slot,
             service: self.clone(),
             tx,
             selector,
@@ -239,6 +252,8 @@ impl FlagSyncService for SyncService {
 struct SyncStream {
     /// Keeps the active-streams gauge up while the stream runs.
     _open: super::metrics::StreamGuard,
+    /// Holds this stream's place under `--max-open-streams` until it ends.
+    _slot: super::limits::StreamSlot,
     service: SyncService,
     tx: mpsc::Sender<Result<SyncFlagsResponse, Status>>,
     selector: Selector,

@@ -67,6 +67,17 @@ pub enum TlsError {
         /// What rustls reported.
         message: String,
     },
+    /// `--client-ca-path` without a server certificate.
+    #[error("--client-ca-path needs --server-cert-path and --server-key-path")]
+    ClientCaWithoutTls,
+    /// The client CA file cannot be read or holds no usable certificate.
+    #[error("client CA `{path}`: {message}")]
+    ClientCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The file watcher for reloading could not start.
     #[error("TLS certificate watch: {0}")]
     Watch(String),
@@ -79,6 +90,8 @@ pub struct ServerTls {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
+    /// Set for mutual TLS: client certificates must chain to these roots.
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 impl ServerTls {
@@ -109,16 +122,53 @@ impl ServerTls {
             key,
             provider,
             current: ArcSwap::from_pointee(loaded),
+            client_verifier: None,
         })))
+    }
+
+    /// This TLS requiring a client certificate that chains to the CA bundle at `ca`
+    /// (mutual TLS). Call before any [`acceptor`](ServerTls::acceptor).
+    pub fn require_client_certificates(self: Arc<Self>, ca: &Path) -> Result<Arc<Self>, TlsError> {
+        let fail = |message: String| TlsError::ClientCa {
+            path: ca.to_owned(),
+            message,
+        };
+        let pem = std::fs::read(ca).map_err(|e| fail(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| fail(format!("not PEM: {e}")))?;
+            roots.add(cert).map_err(|e| fail(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(fail("no CERTIFICATE block found".into()));
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+        let mut tls = Arc::try_unwrap(self).unwrap_or_else(|shared| ServerTls {
+            certificate: shared.certificate.clone(),
+            key: shared.key.clone(),
+            provider: shared.provider.clone(),
+            current: ArcSwap::new(shared.current.load_full()),
+            client_verifier: shared.client_verifier.clone(),
+        });
+        tls.client_verifier = Some(verifier);
+        Ok(Arc::new(tls))
     }
 
     /// An acceptor for one port, offering `alpn` (TLS 1.2 and 1.3, no client certificates).
     pub fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("the ring provider supports TLS 1.2 and 1.3")
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+            .expect("the ring provider supports TLS 1.2 and 1.3");
+        let builder = match &self.client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(Resolver(self.clone())));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         TlsAcceptor::from(Arc::new(config))
     }

@@ -60,6 +60,14 @@ impl TestPki {
         self.dir.path().join("server.key")
     }
 
+    /// A client certificate signed by the CA, and its key.
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client.key"),
+        )
+    }
+
     /// A key that belongs to no certificate here.
     pub fn other_key(&self) -> PathBuf {
         self.dir.path().join("other.key")
@@ -68,16 +76,37 @@ impl TestPki {
 
 /// A rustls client trusting only `ca`, offering `alpn`.
 pub fn connector(ca: &Path, alpn: &[&[u8]]) -> TlsConnector {
+    connector_with_identity(ca, alpn, None)
+}
+
+/// Like [`connector`], presenting the client certificate and key `identity` when given.
+pub fn connector_with_identity(
+    ca: &Path,
+    alpn: &[&[u8]],
+    identity: Option<(PathBuf, PathBuf)>,
+) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
         roots.add(cert.expect("CA PEM")).expect("add CA");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .expect("client cert")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("client cert PEM");
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("client key");
+            config
+                .with_client_auth_cert(chain, key)
+                .expect("client identity")
+        }
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TlsConnector::from(Arc::new(config))
 }
@@ -95,11 +124,24 @@ pub async fn connect(
 
 /// A gRPC channel over TLS (ALPN `h2`) to `addr`, trusting `ca`.
 pub async fn grpc_channel(addr: SocketAddr, ca: &Path) -> Result<Channel, tonic::transport::Error> {
-    let ca = ca.to_owned();
+    grpc_channel_with_identity(addr, ca, None).await
+}
+
+/// Like [`grpc_channel`], presenting the client certificate and key `identity` when given.
+pub async fn grpc_channel_with_identity(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(PathBuf, PathBuf)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let connector = connector_with_identity(ca, &[b"h2"], identity);
     Endpoint::from_static("https://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
-            let ca = ca.clone();
-            async move { connect(addr, &ca, &[b"h2"]).await.map(TokioIo::new) }
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let name = ServerName::try_from("localhost").expect("name");
+                connector.connect(name, tcp).await.map(TokioIo::new)
+            }
         }))
         .await
 }
