@@ -3,8 +3,8 @@
 use serde_json::{Map, Value};
 
 use super::node::{
-    static_target, Cmp, Compiler, Flagd, IterNode, Node, Op, Seg, Subject, VarDyn, VarNode,
-    VarTarget,
+    static_target, Cmp, Compiler, Flagd, IterNode, Node, Op, Seg, Subject, SubstArgs, VarDyn,
+    VarNode, VarTarget,
 };
 use super::val::{
     arith_number, go_int, kind_name, less, loose_eq, num_value, push_go_string, push_number,
@@ -177,6 +177,7 @@ impl Node {
             Node::Op(op, args) => eval_op(*op, args, scope, cx),
             Node::OpDyn(op, arg) => eval_dyn(*op, arg, scope, cx),
             Node::Iter(op, it) => iterate(*op, it, scope, cx),
+            Node::SubstArgs(sa) => subst_args(sa, scope, cx),
             Node::Fail(msg) => Err(EvalError(msg.to_string())),
         }
     }
@@ -267,6 +268,17 @@ fn subst_var_dyn<'x, 'a: 'x>(
 /// whole data), a number (as text), `[path]`/`[path, default]` (path must be a string) or a
 /// dotted path.
 fn get_var<'x, 'a: 'x>(path: View<'_>, data: Data<'x>, cx: &mut Cx<'a>) -> R<'x> {
+    if let View::Obj(m) = path {
+        if m.len() == 1 {
+            // A one-key object (from the data) is applied first (`parseValues`), once.
+            let scope = Scope { data, subst: None };
+            let p = interpret(path, scope, cx)?;
+            if let View::Obj(_) = p.view() {
+                return Err(EvalError("var path cannot be an object".into()));
+            }
+            return get_var(p.view(), data, cx).and_then(|v| detach(v, cx));
+        }
+    }
     let (path, default) = match path {
         View::Null => {
             return Ok(lookup_target(&VarTarget::NullPath, data, cx)?.unwrap_or(Val::Null));
@@ -585,6 +597,26 @@ fn eval_op<'x, 'a: 'x>(op: Op, args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
     }
 }
 
+/// See [`Node::SubstArgs`]: the replaced array becomes the operator's argument list.
+fn subst_args<'x, 'a: 'x>(sa: &'x SubstArgs, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
+    let substituted = match (&sa.var, scope.subst) {
+        (Node::Var(var), Some(frame)) if var.subst => subst_var(var, frame, cx)?,
+        (Node::VarDyn(var), Some(frame)) => subst_var_dyn(var, frame, cx)?,
+        _ => None,
+    };
+    match substituted {
+        Some(v) if matches!(v.view(), View::Arr(_)) => {
+            let mut rule = Map::new();
+            rule.insert(sa.name.to_string(), view_to_value(v.view()));
+            interpret(View::Obj(&rule), scope, cx)
+        }
+        _ => Err(EvalError(format!(
+            "{}: the arguments must be an array",
+            sa.name
+        ))),
+    }
+}
+
 /// An `if` branch: a one-key object it yields (e.g. from the data) is applied as a rule once
 /// more (v3.9.1 `evaluateClause`).
 fn clause<'x, 'a: 'x>(node: &'x Node, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
@@ -895,7 +927,12 @@ fn missing<'x, 'a: 'x>(args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'a>) -> R
     for name in &names {
         cx.charge(1)?;
         if get_var(name.view(), scope.data, cx)?.is_null() {
-            out.push(view_to_value(name.view()));
+            if let View::Num(n) = name.view() {
+                // A NaN name (e.g. 0/0) is missing and then cannot be JSON, as in Go.
+                out.push(num_value(n)?);
+            } else {
+                out.push(view_to_value(name.view()));
+            }
         }
     }
     Ok(Val::Own(Value::Array(out)))
@@ -1255,7 +1292,9 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
                 },
                 subst: scope.subst,
             };
-            let r = body.eval(s, cx)?;
+            // Under an enclosing predicate's substitution the body may have become a literal,
+            // which v3.9.1's `apply` refuses.
+            let r = apply_body(body, s, cx)?;
             match ty {
                 AccType::Bool => Value::Bool(r.truthy()),
                 AccType::Num => num_value(arith_number(Some(r.view()))?)?,
