@@ -113,7 +113,7 @@ pub(super) enum Data<'x> {
     Reduce {
         current: &'x Value,
         acc: &'x Value,
-        ty: &'static str,
+        ty: AccType,
     },
 }
 
@@ -385,7 +385,7 @@ fn whole_data<'x, 'a: 'x>(data: Data<'x>, cx: &mut Cx<'a>) -> R<'x> {
             let mut m = Map::new();
             m.insert("current".into(), current.clone());
             m.insert("accumulator".into(), acc.clone());
-            m.insert("valueType".into(), Value::from(ty));
+            m.insert("valueType".into(), Value::from(ty.name()));
             Val::Own(Value::Object(m))
         }
     })
@@ -403,7 +403,7 @@ fn lookup_path<'x>(data: Data<'x>, cx: &Cx<'x>, segs: &[Seg]) -> Option<Val<'x>>
             // A string: nothing below it.
             "valueType" => {
                 return if rest.is_empty() {
-                    Some(Val::Str(ty))
+                    Some(Val::Str(ty.name()))
                 } else {
                     None
                 }
@@ -1239,11 +1239,22 @@ fn apply_body<'x, 'a: 'x>(body: &'x Node, scope: Scope<'x>, cx: &mut Cx<'a>) -> 
 }
 
 /// The type v3.9.1 fixes for `reduce`'s accumulator from the initial value.
-#[derive(Clone, Copy)]
-enum AccType {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AccType {
     Bool,
     Num,
     Str,
+}
+
+impl AccType {
+    /// The `valueType` v3.9.1 exposes.
+    fn name(self) -> &'static str {
+        match self {
+            AccType::Bool => "bool",
+            AccType::Num => "number",
+            AccType::Str => "string",
+        }
+    }
 }
 
 fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
@@ -1261,11 +1272,6 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
                 kind_name(Some(other))
             )))
         }
-    };
-    let ty_name = match ty {
-        AccType::Bool => "bool",
-        AccType::Num => "number",
-        AccType::Str => "string",
     };
     let Some(subject) = subject(&it.subject, scope, cx)? else {
         return Ok(Val::Num(0.0));
@@ -1288,7 +1294,7 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
                 data: Data::Reduce {
                     current: item,
                     acc: &acc,
-                    ty: ty_name,
+                    ty,
                 },
                 subst: scope.subst,
             };
