@@ -3,8 +3,8 @@
 use serde_json::{Map, Value};
 
 use super::node::{
-    static_target, Cmp, Compiler, Flagd, IterNode, Node, Op, Seg, Subject, VarDyn, VarNode,
-    VarTarget,
+    static_target, Cmp, Compiler, Flagd, IterNode, Node, Op, Seg, Subject, SubstArgs, VarDyn,
+    VarNode, VarTarget,
 };
 use super::val::{
     arith_number, go_int, kind_name, less, loose_eq, num_value, push_go_string, push_number,
@@ -113,7 +113,7 @@ pub(super) enum Data<'x> {
     Reduce {
         current: &'x Value,
         acc: &'x Value,
-        ty: &'static str,
+        ty: AccType,
     },
 }
 
@@ -177,6 +177,7 @@ impl Node {
             Node::Op(op, args) => eval_op(*op, args, scope, cx),
             Node::OpDyn(op, arg) => eval_dyn(*op, arg, scope, cx),
             Node::Iter(op, it) => iterate(*op, it, scope, cx),
+            Node::SubstArgs(sa) => subst_args(sa, scope, cx),
             Node::Fail(msg) => Err(EvalError(msg.to_string())),
         }
     }
@@ -267,6 +268,17 @@ fn subst_var_dyn<'x, 'a: 'x>(
 /// whole data), a number (as text), `[path]`/`[path, default]` (path must be a string) or a
 /// dotted path.
 fn get_var<'x, 'a: 'x>(path: View<'_>, data: Data<'x>, cx: &mut Cx<'a>) -> R<'x> {
+    if let View::Obj(m) = path {
+        if m.len() == 1 {
+            // A one-key object (from the data) is applied first (`parseValues`), once.
+            let scope = Scope { data, subst: None };
+            let p = interpret(path, scope, cx)?;
+            if let View::Obj(_) = p.view() {
+                return Err(EvalError("var path cannot be an object".into()));
+            }
+            return get_var(p.view(), data, cx).and_then(|v| detach(v, cx));
+        }
+    }
     let (path, default) = match path {
         View::Null => {
             return Ok(lookup_target(&VarTarget::NullPath, data, cx)?.unwrap_or(Val::Null));
@@ -373,7 +385,7 @@ fn whole_data<'x, 'a: 'x>(data: Data<'x>, cx: &mut Cx<'a>) -> R<'x> {
             let mut m = Map::new();
             m.insert("current".into(), current.clone());
             m.insert("accumulator".into(), acc.clone());
-            m.insert("valueType".into(), Value::from(ty));
+            m.insert("valueType".into(), Value::from(ty.name()));
             Val::Own(Value::Object(m))
         }
     })
@@ -391,7 +403,7 @@ fn lookup_path<'x>(data: Data<'x>, cx: &Cx<'x>, segs: &[Seg]) -> Option<Val<'x>>
             // A string: nothing below it.
             "valueType" => {
                 return if rest.is_empty() {
-                    Some(Val::Str(ty))
+                    Some(Val::Str(ty.name()))
                 } else {
                     None
                 }
@@ -582,6 +594,26 @@ fn eval_op<'x, 'a: 'x>(op: Op, args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'
         Op::SemVer => semver::eval(args, scope, cx),
         Op::StartsWith => strings::starts_with(args, scope, cx),
         Op::EndsWith => strings::ends_with(args, scope, cx),
+    }
+}
+
+/// See [`Node::SubstArgs`]: the replaced array becomes the operator's argument list.
+fn subst_args<'x, 'a: 'x>(sa: &'x SubstArgs, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
+    let substituted = match (&sa.var, scope.subst) {
+        (Node::Var(var), Some(frame)) if var.subst => subst_var(var, frame, cx)?,
+        (Node::VarDyn(var), Some(frame)) => subst_var_dyn(var, frame, cx)?,
+        _ => None,
+    };
+    match substituted {
+        Some(v) if matches!(v.view(), View::Arr(_)) => {
+            let mut rule = Map::new();
+            rule.insert(sa.name.to_string(), view_to_value(v.view()));
+            interpret(View::Obj(&rule), scope, cx)
+        }
+        _ => Err(EvalError(format!(
+            "{}: the arguments must be an array",
+            sa.name
+        ))),
     }
 }
 
@@ -895,7 +927,12 @@ fn missing<'x, 'a: 'x>(args: &'x [Node], scope: Scope<'x>, cx: &mut Cx<'a>) -> R
     for name in &names {
         cx.charge(1)?;
         if get_var(name.view(), scope.data, cx)?.is_null() {
-            out.push(view_to_value(name.view()));
+            if let View::Num(n) = name.view() {
+                // A NaN name (e.g. 0/0) is missing and then cannot be JSON, as in Go.
+                out.push(num_value(n)?);
+            } else {
+                out.push(view_to_value(name.view()));
+            }
         }
     }
     Ok(Val::Own(Value::Array(out)))
@@ -1202,11 +1239,22 @@ fn apply_body<'x, 'a: 'x>(body: &'x Node, scope: Scope<'x>, cx: &mut Cx<'a>) -> 
 }
 
 /// The type v3.9.1 fixes for `reduce`'s accumulator from the initial value.
-#[derive(Clone, Copy)]
-enum AccType {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AccType {
     Bool,
     Num,
     Str,
+}
+
+impl AccType {
+    /// The `valueType` v3.9.1 exposes.
+    fn name(self) -> &'static str {
+        match self {
+            AccType::Bool => "bool",
+            AccType::Num => "number",
+            AccType::Str => "string",
+        }
+    }
 }
 
 fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<'x> {
@@ -1224,11 +1272,6 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
                 kind_name(Some(other))
             )))
         }
-    };
-    let ty_name = match ty {
-        AccType::Bool => "bool",
-        AccType::Num => "number",
-        AccType::Str => "string",
     };
     let Some(subject) = subject(&it.subject, scope, cx)? else {
         return Ok(Val::Num(0.0));
@@ -1251,11 +1294,13 @@ fn reduce<'x, 'a: 'x>(it: &'x IterNode, scope: Scope<'x>, cx: &mut Cx<'a>) -> R<
                 data: Data::Reduce {
                     current: item,
                     acc: &acc,
-                    ty: ty_name,
+                    ty,
                 },
                 subst: scope.subst,
             };
-            let r = body.eval(s, cx)?;
+            // Under an enclosing predicate's substitution the body may have become a literal,
+            // which v3.9.1's `apply` refuses.
+            let r = apply_body(body, s, cx)?;
             match ty {
                 AccType::Bool => Value::Bool(r.truthy()),
                 AccType::Num => num_value(arith_number(Some(r.view()))?)?,

@@ -24,9 +24,22 @@ pub(super) enum Node {
     OpDyn(Op, Box<Node>),
     /// `map`, `filter`, `reduce`, `all`, `none`, `some`.
     Iter(Op, Box<IterNode>),
+    /// An operator that takes its arguments as written (`if`, `and`, `or`, the iterating
+    /// ones) given a `var` instead of an array: an error, unless an enclosing predicate
+    /// replaces the `var` by an array first (v3.9.1 `solveVars`), which is then the list.
+    SubstArgs(Box<SubstArgs>),
     /// Fails when evaluated (an unknown operator, a malformed argument list): v3.9.1 only
     /// notices these when it reaches them.
     Fail(Box<str>),
+}
+
+/// See [`Node::SubstArgs`].
+#[derive(Debug)]
+pub(super) struct SubstArgs {
+    /// The operator's name.
+    pub name: Box<str>,
+    /// The `var` given as its arguments.
+    pub var: Node,
 }
 
 /// A `var` with a static path.
@@ -310,6 +323,16 @@ impl Compiler {
                 format!("The operator \"{name}\" is not supported").into(),
             ));
         };
+        let raw_is_var = raw
+            .as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key("var"));
+        if raw_is_var && (op.lazy() || op.iterating()) {
+            let var = self.compile(raw, depth + 1)?;
+            return Ok(Node::SubstArgs(Box::new(SubstArgs {
+                name: name.into(),
+                var,
+            })));
+        }
         if op.iterating() {
             return self.iterating(op, raw, depth);
         }
