@@ -157,10 +157,11 @@ pub struct StartArgs {
     /// Answer sync GetMetadata with UNIMPLEMENTED.
     #[arg(long, env = "FLAGD_DISABLE_SYNC_METADATA", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub disable_sync_metadata: Option<bool>,
-    /// TLS certificate (PEM) for the evaluation and sync ports.
+    /// TLS certificate chain (PEM): the evaluation, sync and OFREP ports then serve TLS only;
+    /// reloaded when the file changes.
     #[arg(short = 'c', long, env = "FLAGD_SERVER_CERT_PATH")]
     pub server_cert_path: Option<PathBuf>,
-    /// TLS private key (PEM) for the evaluation and sync ports.
+    /// TLS private key (PEM) matching --server-cert-path.
     #[arg(short = 'k', long, env = "FLAGD_SERVER_KEY_PATH")]
     pub server_key_path: Option<PathBuf>,
     /// CA bundle (PEM) for mutual TLS: the TLS ports then require a client certificate

@@ -296,9 +296,9 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// `GetMetadata` answers UNIMPLEMENTED when set.
     pub disable_sync_metadata: bool,
-    /// TLS certificate (PEM) for the evaluation and sync ports.
+    /// TLS certificate chain (PEM) for the evaluation, sync and OFREP ports.
     pub server_cert_path: Option<PathBuf>,
-    /// TLS private key (PEM) for the evaluation and sync ports.
+    /// TLS private key (PEM) for the evaluation, sync and OFREP ports.
     pub server_key_path: Option<PathBuf>,
     /// CA bundle (PEM) client certificates must chain to (mutual TLS); needs the server pair.
     pub client_ca_path: Option<PathBuf>,
