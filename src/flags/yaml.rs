@@ -32,7 +32,8 @@ pub(crate) fn parse_yaml(text: &[u8]) -> Result<Value, String> {
     serde_saphyr::with_deserializer_from_slice_with_options(text, options(values), |de| {
         JsonSeed { budget: &budget }.deserialize(de)
     })
-    .map_err(|e| e.to_string())
+    // The user-facing wording: no advice about the library's options.
+    .map_err(|e| e.render_with_formatter(&serde_saphyr::UserMessageFormatter))
 }
 
 /// Parser settings: YAML 1.2 booleans, one document, limits scaled to the value budget.
@@ -290,7 +291,11 @@ mod tests {
     #[test]
     fn rejects_duplicate_keys() {
         let err = parse_yaml(b"flags:\n  a: 1\n  a: 2\n").unwrap_err();
-        assert!(err.contains("duplicate"), "{err}");
+        assert!(err.contains("duplicate") && err.contains("line 3"), "{err}");
+        assert!(
+            !err.contains("Options"),
+            "no library advice in user errors: {err}"
+        );
     }
 
     #[test]
