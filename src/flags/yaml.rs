@@ -1,33 +1,70 @@
 //! YAML flag documents, read straight into the JSON data model flagd uses.
 //!
+//! The parser is `serde-saphyr` (pure Rust, maintained; see `docs/adr/0002-yaml-crate.md`).
 //! Non-string map keys are stringified (as flagd's YAML-to-JSON conversion does), tags are
-//! ignored, and values that JSON cannot hold (NaN, infinities, non-scalar keys) are
-//! rejected. `serde_yaml` limits nesting to 128 levels; on top of that the number of values
-//! produced is capped relative to the input size, so alias expansion ("billion laughs")
-//! cannot blow up memory.
+//! ignored, merge keys (`<<`) are applied, duplicate keys are rejected (as Go's `yaml.v3`
+//! does) and values that JSON cannot hold (NaN, infinities, non-scalar keys) are rejected.
+//! Nesting is limited to 128 levels; the number of values produced is capped relative to the
+//! input size, so alias expansion ("billion laughs") cannot blow up memory.
 
 use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use serde_saphyr::options::AliasLimits;
+use serde_saphyr::{Budget, Options};
 
 /// Values allowed per input byte (plus a fixed allowance), bounding alias expansion.
 const VALUES_PER_BYTE: usize = 16;
 /// Fixed allowance of values on top of [`VALUES_PER_BYTE`].
 const VALUES_BASE: usize = 100_000;
+/// Deepest nesting accepted (serde_json's limit, so JSON and YAML agree).
+const MAX_DEPTH: usize = 128;
 
 /// Parses a YAML document into a JSON value.
 pub(crate) fn parse_yaml(text: &[u8]) -> Result<Value, String> {
-    let budget = Cell::new(
-        text.len()
-            .saturating_mul(VALUES_PER_BYTE)
-            .saturating_add(VALUES_BASE),
-    );
-    let de = serde_yaml::Deserializer::from_slice(text);
-    JsonSeed { budget: &budget }
-        .deserialize(de)
-        .map_err(|e| e.to_string())
+    let values = text
+        .len()
+        .saturating_mul(VALUES_PER_BYTE)
+        .saturating_add(VALUES_BASE);
+    let budget = Cell::new(values);
+    serde_saphyr::with_deserializer_from_slice_with_options(text, options(values), |de| {
+        JsonSeed { budget: &budget }.deserialize(de)
+    })
+    // The user-facing wording: no advice about the library's options.
+    .map_err(|e| e.render_with_formatter(&serde_saphyr::UserMessageFormatter))
+}
+
+/// Parser settings: YAML 1.2 booleans, one document, limits scaled to the value budget.
+fn options(values: usize) -> Options {
+    let mut budget = Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.max_documents = 1;
+    // The value budget (counted in `JsonSeed`, which names the problem) bounds expansion; the
+    // parser's own caps are a backstop at twice that, scaled with the input instead of its
+    // fixed defaults (250,000 nodes would refuse a 10,000-flag document).
+    let backstop = values.saturating_mul(2);
+    budget.max_events = backstop.saturating_mul(2);
+    budget.max_nodes = backstop;
+    budget.max_aliases = backstop;
+    budget.max_anchors = backstop;
+    budget.max_recorded_anchor_events = backstop;
+    // Many aliases to few anchors is how ordinary documents share variants and rules.
+    budget.enforce_alias_anchor_ratio = false;
+    let mut aliases = AliasLimits::default();
+    aliases.max_total_replayed_events = backstop;
+    aliases.max_replay_stack_depth = MAX_DEPTH;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    options.alias_limits = aliases;
+    // As Go's yaml.v3 (flagd) reads untyped scalars: only true/false are booleans, `0755`
+    // is octal, `1_000` is 1000.
+    options.strict_booleans = true;
+    options.legacy_octal_numbers = true;
+    // Errors name line and column; a source snippet would copy flag data into the logs.
+    options.with_snippet = false;
+    options
 }
 
 /// Builds a JSON value while counting down a shared value budget.
@@ -240,6 +277,48 @@ mod tests {
         assert!(parse_yaml(b"a: .nan\n").is_err());
         assert!(parse_yaml(b"a: .inf\n").is_err());
         assert!(parse_yaml(b"? [1, 2]\n: x\n").is_err());
+    }
+
+    #[test]
+    fn applies_merge_keys() {
+        let v = parse_yaml(
+            b"base: &b {state: ENABLED, defaultVariant: a}\nf:\n  <<: *b\n  defaultVariant: c\n",
+        )
+        .unwrap();
+        assert_eq!(v["f"], json!({"state": "ENABLED", "defaultVariant": "c"}));
+    }
+
+    #[test]
+    fn rejects_duplicate_keys() {
+        let err = parse_yaml(b"flags:\n  a: 1\n  a: 2\n").unwrap_err();
+        assert!(err.contains("duplicate") && err.contains("line 3"), "{err}");
+        assert!(
+            !err.contains("Options"),
+            "no library advice in user errors: {err}"
+        );
+    }
+
+    #[test]
+    fn reads_scalars_as_go_yaml_v3_does() {
+        let v =
+            parse_yaml(b"a: yes\nb: on\nc: True\nd: 0755\ne: 1_000\nf: 0x1F\ng: 0o17\n").unwrap();
+        assert_eq!(
+            v,
+            json!({"a": "yes", "b": "on", "c": true, "d": 493, "e": 1000, "f": 31, "g": 15})
+        );
+    }
+
+    #[test]
+    fn rejects_several_documents() {
+        assert!(parse_yaml(b"a: 1\n---\nb: 2\n").is_err());
+    }
+
+    #[test]
+    fn accepts_more_nodes_than_the_parser_default() {
+        // serde-saphyr's default budget stops at 250,000 nodes; a 10,000-flag document has more.
+        let doc = format!("[{}]", vec!["0"; 300_000].join(","));
+        let v = parse_yaml(doc.as_bytes()).unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(300_000));
     }
 
     #[test]
