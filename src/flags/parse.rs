@@ -218,12 +218,25 @@ fn build_flag(
         Some(Value::Object(map)) if map.is_empty() => None,
         Some(raw) => {
             let rule = Rule::compile(&raw);
-            if let Err(e) = &rule {
-                warn(
+            match &rule {
+                Err(e) => warn(
                     warnings,
                     &key,
                     format!("targeting does not compile (evaluates to PARSE_ERROR): {e}"),
-                );
+                ),
+                // flagd only fails when evaluation reaches it, but it is most likely a typo.
+                Ok(rule) => {
+                    if let Some(operator) = rule.unknown_operator() {
+                        warn(
+                            warnings,
+                            &key,
+                            format!(
+                                "targeting names the unknown operator `{operator}` \
+                                 (PARSE_ERROR whenever evaluation reaches it)"
+                            ),
+                        );
+                    }
+                }
             }
             Some(Targeting { raw, rule })
         }
@@ -473,6 +486,21 @@ mod tests {
             );
         }
         assert!(doc.flags.iter().all(|f| f.state == FlagState::Enabled));
+    }
+
+    #[test]
+    fn unknown_operators_load_with_a_warning() {
+        let doc = parse(json!({"flags": {"typo": {"state": "ENABLED",
+            "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
+            "targeting": {"if": [{"starts_wtih": [{"var": "email"}, "x"]}, "b", null]}}}}))
+        .unwrap();
+        assert_eq!(doc.flags.len(), 1, "flagd loads it too");
+        assert!(
+            doc.warnings.iter().any(|w| w.flag.as_deref() == Some("typo")
+                && w.message.contains("unknown operator `starts_wtih`")),
+            "{:?}",
+            doc.warnings
+        );
     }
 
     #[test]
