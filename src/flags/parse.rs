@@ -496,8 +496,10 @@ mod tests {
         .unwrap();
         assert_eq!(doc.flags.len(), 1, "flagd loads it too");
         assert!(
-            doc.warnings.iter().any(|w| w.flag.as_deref() == Some("typo")
-                && w.message.contains("unknown operator `starts_wtih`")),
+            doc.warnings
+                .iter()
+                .any(|w| w.flag.as_deref() == Some("typo")
+                    && w.message.contains("unknown operator `starts_wtih`")),
             "{:?}",
             doc.warnings
         );
