@@ -59,6 +59,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - --sync-port={{ .Values.ports.sync }}
 - --ofrep-port={{ .Values.ports.ofrep }}
 - --drain-delay={{ .Values.drainDelay }}
+{{- if .Values.cache.enabled }}
+- --cache-dir=/var/cache/flagpole
+{{- end }}
 {{- if eq .Values.flags.source "s3" }}
 {{- if not .Values.s3.uri }}
 {{- fail "flags.source is s3: set s3.uri (s3://bucket/key)" }}
