@@ -11,13 +11,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::evaluator::{Evaluator, EvaluatorConfig};
 use crate::service::limits::StreamLimit;
 use crate::service::listener::Listener;
 use crate::service::management::{ManagementServer, Readiness};
 use crate::service::metrics::Metrics;
-use crate::service::sync::SyncServer;
+use crate::service::sync::{SyncServer, SyncServiceConfig};
 use crate::service::tls::{ServerTls, TlsError, ALPN_EVALUATION, ALPN_OFREP, ALPN_SYNC};
-use crate::service::{EvaluationServer, OfrepServer, ServeError};
+use crate::service::{
+    EvaluationConfig, EvaluationServer, OfrepConfig, OfrepServer, ServeError, StreamConfig,
+};
 use crate::store::Store;
 use crate::sync::Supervisor;
 
@@ -171,7 +174,7 @@ pub async fn run(
     });
     let mut sync = sync.map(|listener| {
         let server = SyncServer::new(
-            &settings,
+            sync_config(&settings),
             store.clone(),
             metrics.clone(),
             stream_limit.clone(),
@@ -197,11 +200,21 @@ pub async fn run(
         }
         drain_tx.send_replace(true);
     };
-    let server =
-        EvaluationServer::with_metrics(&settings, store, metrics.clone(), stream_limit.clone());
-    // OFREP shares the evaluator (one implementation of every evaluation) and drains with 8013.
+    // One evaluator for every protocol (8013 and OFREP), reporting into the metrics.
+    let evaluator = Arc::new(Evaluator::new(
+        evaluator_config(&settings),
+        store,
+        metrics.clone(),
+    ));
+    let server = EvaluationServer::new(
+        evaluation_config(&settings),
+        evaluator.clone(),
+        metrics.clone(),
+        stream_limit.clone(),
+    );
+    // OFREP drains with 8013.
     let mut ofrep = ofrep.map(|listener| {
-        let server = OfrepServer::new(&settings, server.evaluator()).with_metrics(metrics);
+        let server = OfrepServer::new(ofrep_config(&settings), evaluator).with_metrics(metrics);
         tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), until(drain.clone())))
     });
     let evaluation = server.serve(
@@ -272,6 +285,50 @@ pub async fn run(
         Ok(())
     } else {
         Err(DaemonError::Server(errors.join("; ")))
+    }
+}
+
+/// What the evaluator needs from the settings.
+fn evaluator_config(settings: &Settings) -> EvaluatorConfig {
+    EvaluatorConfig {
+        static_context: settings
+            .static_context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        header_context: settings.header_context.clone(),
+        fractional: settings.fractional,
+    }
+}
+
+/// What the evaluation port needs from the settings.
+fn evaluation_config(settings: &Settings) -> EvaluationConfig {
+    EvaluationConfig {
+        streams: StreamConfig {
+            keep_alive: settings.keep_alive_interval,
+            deadline: settings.stream_deadline,
+        },
+        max_request_body: settings.max_request_body,
+        cors_origins: settings.cors_origins.clone(),
+        max_concurrent_streams: settings.max_concurrent_streams,
+    }
+}
+
+/// What the OFREP port needs from the settings.
+fn ofrep_config(settings: &Settings) -> OfrepConfig {
+    OfrepConfig {
+        max_request_body: settings.max_request_body,
+        cors_origins: settings.cors_origins.clone(),
+    }
+}
+
+/// What the sync port needs from the settings.
+fn sync_config(settings: &Settings) -> SyncServiceConfig {
+    SyncServiceConfig {
+        static_context: settings.static_context.clone(),
+        disable_sync_metadata: settings.disable_sync_metadata,
+        stream_deadline: settings.stream_deadline,
+        max_concurrent_streams: settings.max_concurrent_streams,
     }
 }
 

@@ -3,7 +3,8 @@
 //! The crate is split the way flagd is, lowest layer first: [`rules`] (the JSONLogic
 //! engine with flagd's operators), [`flags`] (the flag-definition model and its parser,
 //! built on rules), [`eval`] (the resolution algorithm),
-//! [`store`] (the merged configuration, swapped atomically), [`sync`] (sources that feed
+//! [`store`] (the merged configuration, swapped atomically), [`evaluator`] (evaluation
+//! requests against the store, shared by every protocol), [`sync`] (sources that feed
 //! the store) and [`service`] (the network edges: gRPC, Connect, OFREP, management).
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod eval;
+pub mod evaluator;
 pub mod flags;
 pub mod probe;
 pub mod rules;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("flags", &["rules"]),
     ("eval", &["rules", "flags"]),
     ("store", &["rules", "flags", "eval"]),
+    ("evaluator", &["rules", "flags", "eval", "store"]),
 ];
 
 /// Crates that belong to the edges (network services, AWS sources), never to the domain.

@@ -1,11 +1,44 @@
 //! The one shape of every evaluation-service adapter (`flagd.evaluation.v1`/`v2`,
 //! `schema.v1`): the five Resolve* methods, EventStream and optionally ResolveAll over the
-//! shared [`Evaluator`](super::evaluation::Evaluator). Each adapter states only what differs:
-//! its protocol [`Api`](super::evaluation::Api), how `value` and `variant` are presented, and
-//! whether (and with which metadata) it answers ResolveAll.
+//! shared [`Evaluator`](crate::evaluator::Evaluator). Each adapter states only what differs:
+//! its protocol [`Api`](crate::evaluator::Api), how `value` and `variant` are presented, and
+//! whether (and with which metadata) it answers ResolveAll. Failures become a gRPC status
+//! through the one `From<EvaluationError> for Status` in [`evaluation`](super::evaluation).
+
+use serde_json::{Map, Value};
+
+use super::wire::JsonStruct;
+
+/// An evaluated value as its response field carries it.
+pub(super) trait IntoField {
+    /// The field's type.
+    type Field;
+    /// The value as that field.
+    fn into_field(self) -> Self::Field;
+}
+
+macro_rules! plain_field {
+    ($($t:ty),*) => {$(
+        impl IntoField for $t {
+            type Field = $t;
+            fn into_field(self) -> $t {
+                self
+            }
+        }
+    )*};
+}
+
+plain_field!(bool, String, i64, f64);
+
+impl IntoField for Map<String, Value> {
+    type Field = JsonStruct;
+    fn into_field(self) -> JsonStruct {
+        JsonStruct(self)
+    }
+}
 
 /// Implements `Service` (of the proto module imported as `pb` at the call site) for
-/// `$adapter`, a newtype over `Arc<Evaluator>`, answering as protocol `Api::$api`.
+/// `$adapter`, a newtype over `Arc<EvaluationService>`, answering as protocol `Api::$api`.
 ///
 /// `value: |v| expr` and `variant: |v| expr` map the outcome's `Option` fields to the
 /// response fields (`value` then goes through `Into`). `resolve_all: { metadata }` answers
@@ -31,38 +64,47 @@ macro_rules! evaluation_service {
                     &self,
                     request: ::tonic::Request<pb::ResolveAllRequest>,
                 ) -> Result<::tonic::Response<pb::ResolveAllResponse>, ::tonic::Status> {
-                    use $crate::service::evaluation::{AnyValue, Api};
+                    use $crate::evaluator::{Api, BulkValue};
                     let (headers, _, request) = request.into_parts();
-                    let all = self.0.evaluate_all(Api::$api, &headers, request.context)?;
+                    let headers = headers.into_headers();
+                    let selector = $crate::service::evaluation::selector(&headers)?;
+                    let all = self.0.evaluator().evaluate_all(
+                        Api::$api,
+                        &selector,
+                        request.context.map(|context| context.0),
+                        &headers,
+                    );
                     let flags = all
                         .flags
                         .into_iter()
                         .map(|flag| {
                             let value = match flag.value {
-                                AnyValue::Bool(b) => pb::any_flag::Value::BoolValue(b),
-                                AnyValue::String(s) => pb::any_flag::Value::StringValue(s),
-                                AnyValue::Double(f) => pb::any_flag::Value::DoubleValue(f),
-                                AnyValue::Object(o) => pb::any_flag::Value::ObjectValue(o),
+                                BulkValue::Bool(b) => pb::any_flag::Value::BoolValue(b),
+                                BulkValue::String(s) => pb::any_flag::Value::StringValue(s),
+                                BulkValue::Double(f) => pb::any_flag::Value::DoubleValue(f),
+                                BulkValue::Object(o) => {
+                                    pb::any_flag::Value::ObjectValue($crate::service::wire::JsonStruct(o))
+                                }
                             };
                             let entry = pb::AnyFlag {
                                 reason: flag.reason.to_owned(),
                                 variant: flag.variant,
                                 value: Some(value),
-                                $($metadata: Some(flag.$metadata),)?
+                                $($metadata: Some($crate::service::wire::JsonStruct(flag.$metadata)),)?
                             };
                             (flag.key, entry)
                         })
                         .collect();
                     Ok(::tonic::Response::new(pb::ResolveAllResponse {
                         flags,
-                        $($metadata: Some(all.$metadata),)?
+                        $($metadata: Some($crate::service::wire::JsonStruct(all.$metadata)),)?
                     }))
                 }
             )? }
         );
 
-        impl From<$crate::service::events::Event> for pb::EventStreamResponse {
-            fn from(event: $crate::service::events::Event) -> Self {
+        impl From<$crate::service::events::StreamEvent> for pb::EventStreamResponse {
+            fn from(event: $crate::service::events::StreamEvent) -> Self {
                 pb::EventStreamResponse {
                     r#type: event.kind.to_owned(),
                     data: event.data,
@@ -83,14 +125,22 @@ macro_rules! evaluation_service {
                 &self,
                 request: ::tonic::Request<pb::$req>,
             ) -> Result<::tonic::Response<pb::$resp>, ::tonic::Status> {
-                use $crate::service::evaluation::{Api, $kind};
+                use $crate::evaluator::{Api, $kind};
+                use $crate::service::adapter::IntoField as _;
                 let (headers, _, request) = request.into_parts();
-                let outcome = self.0.evaluate::<$kind>(
-                    Api::$api,
-                    &headers,
-                    &request.flag_key,
-                    request.context,
-                )?;
+                let headers = headers.into_headers();
+                let selector = $crate::service::evaluation::selector(&headers)?;
+                let outcome = self
+                    .0
+                    .evaluator()
+                    .evaluate::<$kind>(
+                        Api::$api,
+                        &selector,
+                        &request.flag_key,
+                        request.context.map(|context| context.0),
+                        &headers,
+                    )?
+                    .map_value(|value| value.into_field());
                 Ok(::tonic::Response::new(pb::$resp {
                     // `Into` lifts an object into the message field's `Option`.
                     value: {
@@ -103,7 +153,7 @@ macro_rules! evaluation_service {
                         let $variant = outcome.variant;
                         $variant_expr
                     },
-                    metadata: Some(outcome.metadata),
+                    metadata: Some($crate::service::wire::JsonStruct(outcome.metadata)),
                 }))
             }
             )*
@@ -116,9 +166,9 @@ macro_rules! evaluation_service {
                 &self,
                 request: ::tonic::Request<pb::EventStreamRequest>,
             ) -> Result<::tonic::Response<Self::EventStreamStream>, ::tonic::Status> {
-                use $crate::service::evaluation::Api;
+                use $crate::evaluator::Api;
                 Ok(::tonic::Response::new(
-                    self.0.event_stream(Api::$api, request.metadata())?,
+                    self.0.event_stream(Api::$api, request.metadata().as_ref())?,
                 ))
             }
         }

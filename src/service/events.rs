@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use std::future::pending;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::evaluation::{selector, Api, Evaluator};
+use super::evaluation::{selector, EvaluationService};
 use super::wire::JsonStruct;
+use crate::evaluator::Api;
 use crate::store::{ChangeKind, Selector, Snapshot};
 
 /// Events buffered per stream before the stream task waits for the client.
@@ -22,36 +23,36 @@ const STREAM_BUFFER: usize = 16;
 
 /// One EventStream message, independent of the API version.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct StreamEvent {
     /// `provider_ready`, `configuration_change`, `keep_alive` or `provider_shutdown`.
     pub kind: &'static str,
     /// The payload; unset for `keep_alive`.
     pub data: Option<JsonStruct>,
 }
 
-impl Event {
-    fn ready() -> Event {
-        Event {
+impl StreamEvent {
+    fn ready() -> StreamEvent {
+        StreamEvent {
             kind: "provider_ready",
             data: Some(JsonStruct::default()),
         }
     }
 
-    fn keep_alive() -> Event {
-        Event {
+    fn keep_alive() -> StreamEvent {
+        StreamEvent {
             kind: "keep_alive",
             data: None,
         }
     }
 
-    fn shutdown() -> Event {
-        Event {
+    fn shutdown() -> StreamEvent {
+        StreamEvent {
             kind: "provider_shutdown",
             data: Some(JsonStruct::default()),
         }
     }
 
-    fn configuration_change(changes: &BTreeMap<String, ChangeKind>) -> Event {
+    fn configuration_change(changes: &BTreeMap<String, ChangeKind>) -> StreamEvent {
         let flags: Map<String, Value> = changes
             .iter()
             .map(|(key, kind)| {
@@ -62,7 +63,7 @@ impl Event {
             .collect();
         let mut data = Map::new();
         data.insert("flags".to_owned(), Value::Object(flags));
-        Event {
+        StreamEvent {
             kind: "configuration_change",
             data: Some(JsonStruct(data)),
         }
@@ -72,15 +73,15 @@ impl Event {
 /// The message stream of one EventStream call, in the version's response type `R`.
 pub type EventStream<R> = ReceiverStream<Result<R, Status>>;
 
-impl Evaluator {
+impl EvaluationService {
     /// Opens an event stream for a request on `api` (the selector comes from `headers`).
     pub fn event_stream<R>(
         self: &Arc<Self>,
         api: Api,
-        headers: &MetadataMap,
+        headers: &HeaderMap,
     ) -> Result<EventStream<R>, Status>
     where
-        R: From<Event> + Send + 'static,
+        R: From<StreamEvent> + Send + 'static,
     {
         let selector = selector(headers)?;
         let slot = self.stream_limit.acquire()?;
@@ -95,7 +96,7 @@ impl Evaluator {
             _slot: slot,
             tx,
             selector,
-            snapshots: self.store.subscribe(),
+            snapshots: self.evaluator.store().subscribe(),
             draining: self.draining.clone(),
             keep_alive: self.streams.keep_alive,
             deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
@@ -118,10 +119,10 @@ struct StreamTask<R> {
     deadline: Option<Instant>,
 }
 
-impl<R: From<Event> + Send + 'static> StreamTask<R> {
+impl<R: From<StreamEvent> + Send + 'static> StreamTask<R> {
     async fn run(mut self) {
         let mut last: Arc<Snapshot> = self.snapshots.borrow_and_update().clone();
-        if !send(&self.tx, Event::ready()).await {
+        if !send(&self.tx, StreamEvent::ready()).await {
             return;
         }
         let deadline = deadline_at(self.deadline);
@@ -135,7 +136,7 @@ impl<R: From<Event> + Send + 'static> StreamTask<R> {
                 biased;
                 _ = async { self.draining.wait_for(|draining| *draining).await.is_ok() } => {
                     // Also reached when the daemon is gone (sender dropped).
-                    send(&self.tx, Event::shutdown()).await;
+                    send(&self.tx, StreamEvent::shutdown()).await;
                     return;
                 }
                 () = &mut deadline => {
@@ -151,14 +152,14 @@ impl<R: From<Event> + Send + 'static> StreamTask<R> {
                     let changes = current.diff(&last, &self.selector);
                     last = current;
                     if !changes.is_empty() {
-                        if !send(&self.tx, Event::configuration_change(&changes)).await {
+                        if !send(&self.tx, StreamEvent::configuration_change(&changes)).await {
                             return;
                         }
                         silence.as_mut().reset(Instant::now() + keep_alive);
                     }
                 }
                 () = &mut silence, if !keep_alive.is_zero() => {
-                    if !send(&self.tx, Event::keep_alive()).await {
+                    if !send(&self.tx, StreamEvent::keep_alive()).await {
                         return;
                     }
                     silence.as_mut().reset(Instant::now() + keep_alive);
@@ -170,7 +171,10 @@ impl<R: From<Event> + Send + 'static> StreamTask<R> {
 }
 
 /// Sends one event; `false` when the client has gone.
-async fn send<R: From<Event>>(tx: &mpsc::Sender<Result<R, Status>>, event: Event) -> bool {
+async fn send<R: From<StreamEvent>>(
+    tx: &mpsc::Sender<Result<R, Status>>,
+    event: StreamEvent,
+) -> bool {
     tx.send(Ok(R::from(event))).await.is_ok()
 }
 
@@ -193,7 +197,7 @@ mod tests {
         changes.insert("a".to_owned(), ChangeKind::Write);
         changes.insert("b".to_owned(), ChangeKind::Update);
         changes.insert("c".to_owned(), ChangeKind::Delete);
-        let event = Event::configuration_change(&changes);
+        let event = StreamEvent::configuration_change(&changes);
         assert_eq!(event.kind, "configuration_change");
         assert_eq!(
             Value::Object(event.data.unwrap().0),
@@ -203,8 +207,8 @@ mod tests {
 
     #[test]
     fn ready_and_shutdown_carry_empty_data_keep_alive_none() {
-        assert_eq!(Event::ready().data, Some(JsonStruct::default()));
-        assert_eq!(Event::shutdown().data, Some(JsonStruct::default()));
-        assert_eq!(Event::keep_alive().data, None);
+        assert_eq!(StreamEvent::ready().data, Some(JsonStruct::default()));
+        assert_eq!(StreamEvent::shutdown().data, Some(JsonStruct::default()));
+        assert_eq!(StreamEvent::keep_alive().data, None);
     }
 }

@@ -3,8 +3,9 @@
 //! reflection and health; the management port 8014 ([`management`], [`metrics`]);
 //! `flagd.sync.v1` on 8015 ([`sync`]); and OFREP on 8016.
 //!
-//! Everything tonic-specific lives here; the domain modules only see a [`Store`](crate::store::Store)
-//! and a [`Context`](crate::eval::Context).
+//! Everything tonic-specific lives here; each protocol parses its request into a selector and
+//! a [`Context`](crate::eval::Context), asks the transport-free
+//! [`Evaluator`](crate::evaluator::Evaluator), and maps its result once at its edge.
 
 pub mod listener;
 pub mod management;
@@ -30,13 +31,10 @@ mod v2;
 
 pub use connect::{Connect, ConnectLayer};
 pub use cors::{CorsOnOrigin, CorsService};
-pub use evaluation::{
-    AllOutcome, AnyKind, AnyOutcome, AnyValue, Api, BoolKind, Evaluator, FloatKind, IntKind, Kind,
-    ObjectKind, Outcome, StringKind, SELECTOR_HEADER,
-};
-pub use events::{Event, EventStream};
-pub use ofrep::OfrepServer;
+pub use evaluation::{EvaluationService, StreamConfig, SELECTOR_HEADER};
+pub use events::{EventStream, StreamEvent};
+pub use ofrep::{OfrepConfig, OfrepServer};
 pub use schema_v1::SchemaV1;
-pub use server::{EvaluationServer, ServeError};
+pub use server::{EvaluationConfig, EvaluationServer, ServeError};
 pub use v1::V1;
 pub use v2::V2;

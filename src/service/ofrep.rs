@@ -21,18 +21,24 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_rustls::TlsAcceptor;
-use tonic::metadata::MetadataMap;
-use tonic::{Code, Status};
 
 use super::cors::CorsOnOrigin;
-use super::evaluation::{self, AnyKind, Api, Evaluator, Outcome};
+use super::evaluation::selector;
 use super::listener::{self, Listener};
 use super::metrics::{HttpMetricsLayer, Metrics, OVERFLOW_LABEL};
 use super::protojson::normalize_numbers;
-use super::wire::JsonStruct;
-use crate::config::Settings;
+use crate::eval::{Context, ErrorCode};
+use crate::evaluator::{AnyKind, Api, Evaluation, EvaluationError, Evaluator};
 use crate::flags::Flag;
-use crate::store::Selector;
+
+/// How the OFREP port behaves.
+#[derive(Debug, Clone, Default)]
+pub struct OfrepConfig {
+    /// The largest request body accepted, in bytes (zero: no limit).
+    pub max_request_body: usize,
+    /// Origins answered with CORS headers.
+    pub cors_origins: Vec<String>,
+}
 
 /// The OFREP server on port 8016, ready to [`serve`](OfrepServer::serve).
 #[derive(Debug, Clone)]
@@ -44,13 +50,12 @@ pub struct OfrepServer {
 }
 
 impl OfrepServer {
-    /// A server evaluating with `evaluator` (shared with port 8013), configured from
-    /// `settings` (body limit, CORS origins).
-    pub fn new(settings: &Settings, evaluator: Arc<Evaluator>) -> OfrepServer {
+    /// A server evaluating with `evaluator` (shared with port 8013).
+    pub fn new(config: OfrepConfig, evaluator: Arc<Evaluator>) -> OfrepServer {
         OfrepServer {
             evaluator,
-            max_request_body: settings.max_request_body,
-            cors: CorsOnOrigin::new(&settings.cors_origins),
+            max_request_body: config.max_request_body,
+            cors: CorsOnOrigin::new(&config.cors_origins),
             metrics: None,
         }
     }
@@ -92,14 +97,6 @@ impl OfrepServer {
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving OFREP");
         listener::serve_http1(listener::incoming(listener, tls), self.router(), shutdown).await;
         Ok(())
-    }
-
-    /// A future that completes when the evaluation server starts draining (or is gone).
-    pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut draining = self.evaluator.draining.clone();
-        async move {
-            let _ = draining.wait_for(|draining| *draining).await;
-        }
     }
 }
 
@@ -178,30 +175,31 @@ fn json(status: StatusCode, body: &impl Serialize) -> Response {
 const INVALID_CONTEXT: &str = "INVALID_CONTEXT";
 const CONTEXT_NOT_VALID: &str = "Provider context is not valid";
 
-fn success(key: String, outcome: Outcome<Value>) -> Success {
+fn success(key: String, outcome: Evaluation<Value>) -> Success {
     Success {
         key,
         value: outcome.value,
         reason: outcome.reason,
         variant: outcome.variant.filter(|variant| !variant.is_empty()),
-        metadata: outcome.metadata.0,
+        metadata: outcome.metadata,
     }
 }
 
-/// flagd's OFREP status, code and details for an evaluation error.
-fn failure(key: String, status: &Status, metadata: Map<String, Value>) -> (StatusCode, Failure) {
-    let (http, code, details) = match status.code() {
-        Code::NotFound => (
+/// The one mapping of an evaluation failure onto OFREP: status, code, details and metadata.
+fn failure(key: String, error: EvaluationError) -> (StatusCode, Failure) {
+    let (http, code, details) = match error.code {
+        ErrorCode::FlagNotFound => (
             StatusCode::NOT_FOUND,
             "FLAG_NOT_FOUND",
             format!("flag `{key}` does not exist"),
         ),
-        Code::DataLoss => (
+        ErrorCode::ParseError => (
             StatusCode::BAD_REQUEST,
             "PARSE_ERROR",
             format!("error parsing the flag `{key}`"),
         ),
-        _ => (
+        // flagd answers a type mismatch as GENERAL too.
+        ErrorCode::TypeMismatch | ErrorCode::General => (
             StatusCode::BAD_REQUEST,
             "GENERAL",
             "error processing the flag for evaluation".to_owned(),
@@ -211,7 +209,7 @@ fn failure(key: String, status: &Status, metadata: Map<String, Value>) -> (Statu
         key,
         error_code: code,
         error_details: details,
-        metadata: Some(metadata),
+        metadata: Some(error.metadata),
     };
     (http, body)
 }
@@ -238,7 +236,7 @@ impl BadBody {
 
 /// The request context: `{"context": {...}}`, read the way flagd's Go decoder reads it (the
 /// first JSON value only; an empty body or a non-object `context` means no context).
-async fn context(body: Body, limit: usize) -> Result<Option<JsonStruct>, BadBody> {
+async fn context(body: Body, limit: usize) -> Result<Option<Context>, BadBody> {
     let limit = if limit == 0 { usize::MAX } else { limit };
     let bytes: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -248,7 +246,7 @@ async fn context(body: Body, limit: usize) -> Result<Option<JsonStruct>, BadBody
     parse_context(&bytes)
 }
 
-fn parse_context(bytes: &[u8]) -> Result<Option<JsonStruct>, BadBody> {
+fn parse_context(bytes: &[u8]) -> Result<Option<Context>, BadBody> {
     let request = match serde_json::Deserializer::from_slice(bytes)
         .into_iter::<Value>()
         .next()
@@ -273,28 +271,13 @@ fn parse_context(bytes: &[u8]) -> Result<Option<JsonStruct>, BadBody> {
     match field {
         Some(Value::Object(mut map)) => {
             normalize_numbers(&mut map);
-            Ok(Some(JsonStruct(map)))
+            Ok(Some(map))
         }
         Some(Value::Null) | None => Ok(None),
         Some(_) => {
             tracing::warn!("OFREP request context is not an object; ignoring it");
             Ok(None)
         }
-    }
-}
-
-/// The request's selector, or flagd's message for an invalid one.
-fn selector(headers: &MetadataMap) -> Result<Selector, String> {
-    evaluation::selector(headers)
-        .map_err(|status| format!("invalid selector: {}", status.message()))
-}
-
-/// Selector reflection plus the flag's metadata, for an error about `key`.
-fn error_metadata(evaluator: &Evaluator, selector: &Selector, key: &str) -> Map<String, Value> {
-    let snapshot = evaluator.store.snapshot();
-    match snapshot.get(key, selector) {
-        Some(stored) => evaluation::metadata(selector, &stored.flag).0,
-        None => evaluation::selector_metadata(selector),
     }
 }
 
@@ -320,25 +303,26 @@ async fn single(
             return json(StatusCode::BAD_REQUEST, &body);
         }
     };
-    let headers = MetadataMap::from_headers(headers);
     let selector = match selector(&headers) {
         Ok(selector) => selector,
-        Err(details) => {
+        Err(error) => {
             let body = Failure {
                 key,
                 error_code: "GENERAL",
-                error_details: details,
+                error_details: format!("invalid selector: {error}"),
                 metadata: None,
             };
             return json(StatusCode::BAD_REQUEST, &body);
         }
     };
-    let evaluator = &server.evaluator;
-    match evaluator.evaluate::<AnyKind>(Api::V2, &headers, &key, context) {
+    let evaluated =
+        server
+            .evaluator
+            .evaluate::<AnyKind>(Api::V2, &selector, &key, context, &headers);
+    match evaluated {
         Ok(outcome) => json(StatusCode::OK, &success(key, outcome)),
-        Err(status) => {
-            let metadata = error_metadata(evaluator, &selector, &key);
-            let (http, body) = failure(key, &status, metadata);
+        Err(error) => {
+            let (http, body) = failure(key, error);
             json(http, &body)
         }
     }
@@ -358,45 +342,28 @@ async fn bulk(State(server): Shared, headers: HeaderMap, body: Body) -> Response
         }
     };
     let if_none_match = headers.get(header::IF_NONE_MATCH).cloned();
-    let headers = MetadataMap::from_headers(headers);
     let selector = match selector(&headers) {
         Ok(selector) => selector,
-        Err(details) => {
+        Err(error) => {
             let body = BulkFailure {
                 error_code: "GENERAL",
-                error_details: details,
+                error_details: format!("invalid selector: {error}"),
                 metadata: None,
             };
             return json(StatusCode::BAD_REQUEST, &body);
         }
     };
     let mut flags = Vec::new();
-    let each = |flag: &Flag, result: Result<Outcome<Value>, Status>| {
-        let item = match result {
+    let each = |flag: &Flag, result: Result<Evaluation<Value>, EvaluationError>| {
+        flags.push(match result {
             Ok(outcome) => Item::Success(success(flag.key.clone(), outcome)),
-            Err(status) => {
-                let metadata = evaluation::metadata(&selector, flag).0;
-                Item::Failure(failure(flag.key.clone(), &status, metadata).1)
-            }
-        };
-        flags.push(item);
+            Err(error) => Item::Failure(failure(flag.key.clone(), error).1),
+        });
     };
-    let metadata = match server
-        .evaluator
-        .evaluate_each::<AnyKind>(Api::V2, &headers, context, each)
-    {
-        Ok(metadata) => metadata.0,
-        Err(status) => {
-            // The selector was checked above, so this is unexpected.
-            tracing::warn!(%status, "OFREP bulk evaluation failed");
-            let body = BulkFailure {
-                error_code: "GENERAL",
-                error_details: "Bulk evaluation failed".to_owned(),
-                metadata: None,
-            };
-            return json(StatusCode::INTERNAL_SERVER_ERROR, &body);
-        }
-    };
+    let metadata =
+        server
+            .evaluator
+            .evaluate_each::<AnyKind>(Api::V2, &selector, context, &headers, each);
     let body = serde_json::to_vec(&Bulk { flags, metadata }).unwrap_or_default();
     let etag = etag(&body);
     if if_none_match.is_some_and(|tags| matches_etag(&tags, &etag)) {
@@ -459,7 +426,7 @@ mod tests {
 
     fn context_of(body: &str) -> Option<Value> {
         match parse_context(body.as_bytes()) {
-            Ok(context) => Some(context.map_or(Value::Null, |c| Value::Object(c.0))),
+            Ok(context) => Some(context.map_or(Value::Null, Value::Object)),
             Err(_) => None,
         }
     }
@@ -489,35 +456,43 @@ mod tests {
     fn errors_map_to_ofrep_codes() {
         let cases = [
             (
-                Status::not_found("x"),
+                ErrorCode::FlagNotFound,
                 404,
                 "FLAG_NOT_FOUND",
                 "flag `k` does not exist",
             ),
             (
-                Status::data_loss("x"),
+                ErrorCode::ParseError,
                 400,
                 "PARSE_ERROR",
                 "error parsing the flag `k`",
             ),
             (
-                Status::unknown("x"),
+                ErrorCode::General,
                 400,
                 "GENERAL",
                 "error processing the flag for evaluation",
             ),
             (
-                Status::invalid_argument("x"),
+                ErrorCode::TypeMismatch,
                 400,
                 "GENERAL",
                 "error processing the flag for evaluation",
             ),
         ];
-        for (status, http, code, details) in cases {
-            let (got, body) = failure("k".into(), &status, Map::new());
+        for (code, http, want, details) in cases {
+            let mut metadata = Map::new();
+            metadata.insert("team".into(), json!("a"));
+            let error = EvaluationError {
+                code,
+                message: "x".into(),
+                metadata: metadata.clone(),
+            };
+            let (got, body) = failure("k".into(), error);
             assert_eq!(got.as_u16(), http);
-            assert_eq!(body.error_code, code);
+            assert_eq!(body.error_code, want);
             assert_eq!(body.error_details, details);
+            assert_eq!(body.metadata, Some(metadata));
         }
     }
 

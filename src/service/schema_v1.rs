@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use super::evaluation::Evaluator;
+use super::evaluation::EvaluationService;
 use super::proto::schema_v1 as pb;
 
-/// The schema.v1 adapter over the shared [`Evaluator`].
+/// The schema.v1 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct SchemaV1(pub Arc<Evaluator>);
+pub struct SchemaV1(pub Arc<EvaluationService>);
 
 evaluation_service!(
     SchemaV1,

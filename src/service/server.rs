@@ -15,7 +15,7 @@ use tower::util::MapResponseLayer;
 
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
-use super::evaluation::Evaluator;
+use super::evaluation::{EvaluationService, StreamConfig};
 use super::limits::StreamLimit;
 use super::listener::{self, Incoming, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
@@ -23,8 +23,7 @@ use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
 use super::v1::V1;
 use super::v2::V2;
-use crate::config::Settings;
-use crate::store::Store;
+use crate::evaluator::Evaluator;
 
 /// Names reported by the health service: the whole server plus each evaluation service.
 const HEALTH_NAMES: [&str; 4] = [
@@ -45,10 +44,23 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How the evaluation port behaves.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationConfig {
+    /// Event streams: keep-alive and deadline.
+    pub streams: StreamConfig,
+    /// The largest request message accepted, in bytes (zero: no limit).
+    pub max_request_body: usize,
+    /// Origins answered with CORS headers.
+    pub cors_origins: Vec<String>,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_concurrent_streams: u32,
+}
+
 /// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
 #[derive(Debug)]
 pub struct EvaluationServer {
-    evaluator: Arc<Evaluator>,
+    service: Arc<EvaluationService>,
     metrics: Arc<Metrics>,
     draining: watch::Sender<bool>,
     max_request_body: usize,
@@ -57,39 +69,30 @@ pub struct EvaluationServer {
 }
 
 impl EvaluationServer {
-    /// A server evaluating against `store`, configured from `settings`.
-    pub fn new(settings: &Settings, store: Arc<Store>) -> EvaluationServer {
-        let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
-        let limit = StreamLimit::new(settings.max_open_streams);
-        EvaluationServer::with_metrics(settings, store, metrics, limit)
-    }
-
-    /// Like [`EvaluationServer::new`], counting evaluations and requests into `metrics` and
-    /// event streams under `limit` (shared with the sync port).
-    pub fn with_metrics(
-        settings: &Settings,
-        store: Arc<Store>,
+    /// A server answering with `evaluator`, counting requests into `metrics` and event
+    /// streams under `limit` (shared with the sync port).
+    pub fn new(
+        config: EvaluationConfig,
+        evaluator: Arc<Evaluator>,
         metrics: Arc<Metrics>,
         limit: StreamLimit,
     ) -> EvaluationServer {
         let (draining, draining_rx) = watch::channel(false);
-        let evaluator = Evaluator::new(settings, store, draining_rx)
-            .with_metrics(metrics.clone())
-            .with_stream_limit(limit);
+        let service = EvaluationService::new(
+            evaluator,
+            config.streams,
+            draining_rx,
+            metrics.clone(),
+            limit,
+        );
         EvaluationServer {
-            evaluator: Arc::new(evaluator),
+            service: Arc::new(service),
             metrics,
             draining,
-            max_request_body: settings.max_request_body,
-            cors_origins: settings.cors_origins.clone(),
-            max_concurrent_streams: settings.max_concurrent_streams,
+            max_request_body: config.max_request_body,
+            cors_origins: config.cors_origins,
+            max_concurrent_streams: config.max_concurrent_streams,
         }
-    }
-
-    /// The evaluator behind this server, to share with other surfaces (OFREP); it sees the
-    /// server's draining.
-    pub fn evaluator(&self) -> Arc<Evaluator> {
-        self.evaluator.clone()
     }
 
     /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
@@ -127,7 +130,7 @@ impl EvaluationServer {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let evaluator = &self.evaluator;
+        let evaluator = &self.service;
         // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = Server::builder()

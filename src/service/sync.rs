@@ -29,7 +29,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
-use super::evaluation::{invalid_selector, SELECTOR_HEADER};
+use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
 use super::events::deadline_at;
 use super::limits::StreamLimit;
 use super::listener::{self, Listener};
@@ -42,7 +42,7 @@ use super::proto::sync_v1::{
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::server::{serve_until_drained, ServeError};
 use super::wire::JsonStruct;
-use crate::config::Settings;
+use crate::eval::Context;
 use crate::store::{Selector, Snapshot, Store};
 
 /// flagd starts serving the sync port once every source is ready, or after this long.
@@ -56,6 +56,19 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Messages buffered per stream before the stream task waits for the client.
 const STREAM_BUFFER: usize = 4;
+
+/// How the sync port behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SyncServiceConfig {
+    /// The `-X` static context, sent as `sync_context` and by `GetMetadata`.
+    pub static_context: Context,
+    /// Answer `GetMetadata` with UNIMPLEMENTED.
+    pub disable_sync_metadata: bool,
+    /// Server-side SyncFlags deadline.
+    pub stream_deadline: Option<Duration>,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_concurrent_streams: u32,
+}
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
 #[derive(Debug)]
@@ -81,32 +94,26 @@ struct Shared {
 }
 
 impl SyncServer {
-    /// A sync server over `store`, configured from `settings`, counting into `metrics`,
-    /// its SyncFlags streams under `limit` (shared with the evaluation port).
+    /// A sync server over `store`, counting into `metrics`, its SyncFlags streams under
+    /// `limit` (shared with the evaluation port).
     pub fn new(
-        settings: &Settings,
+        config: SyncServiceConfig,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         limit: StreamLimit,
     ) -> SyncServer {
         let (draining, draining_rx) = watch::channel(false);
-        let sync_context = JsonStruct(
-            settings
-                .static_context
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
+        let sync_context = JsonStruct(config.static_context);
         SyncServer {
             service: SyncService(Arc::new(Shared {
                 store,
                 sync_context,
-                metadata_disabled: settings.disable_sync_metadata,
-                deadline: settings.stream_deadline,
+                metadata_disabled: config.disable_sync_metadata,
+                deadline: config.stream_deadline,
                 draining: draining_rx,
                 metrics,
                 stream_limit: limit,
-                max_concurrent_streams: settings.max_concurrent_streams,
+                max_concurrent_streams: config.max_concurrent_streams,
             })),
             draining,
         }
@@ -173,12 +180,12 @@ impl SyncService {
             Some(value) => Some(
                 value
                     .to_str()
-                    .map_err(|_| invalid_selector("<non-ASCII>"))?,
+                    .map_err(|_| InvalidSelector::new("<non-ASCII>"))?,
             ),
             None => None,
         };
         let text = header.filter(|h| !h.trim().is_empty()).unwrap_or(body);
-        let selector = Selector::parse(text).map_err(|_| invalid_selector(text))?;
+        let selector = Selector::parse(text).map_err(|_| InvalidSelector::new(text))?;
         Ok((selector, text.to_owned()))
     }
 

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use super::evaluation::Evaluator;
+use super::evaluation::EvaluationService;
 use super::proto::evaluation_v1 as pb;
 
-/// The v1 adapter over the shared [`Evaluator`].
+/// The v1 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct V1(pub Arc<Evaluator>);
+pub struct V1(pub Arc<EvaluationService>);
 
 evaluation_service!(
     V1,

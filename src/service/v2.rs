@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use super::evaluation::Evaluator;
+use super::evaluation::EvaluationService;
 use super::proto::evaluation_v2 as pb;
 
-/// The v2 adapter over the shared [`Evaluator`].
+/// The v2 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct V2(pub Arc<Evaluator>);
+pub struct V2(pub Arc<EvaluationService>);
 
 evaluation_service!(
     V2,

@@ -30,7 +30,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::evaluation::Evaluator;
+use super::evaluation::EvaluationService;
 use super::proto::evaluation_v1::service_server::Service as _;
 use super::proto::evaluation_v2::service_server::Service as _;
 use super::proto::schema_v1::service_server::Service as _;
@@ -42,13 +42,13 @@ use super::v2::V2;
 /// Adds Connect to the evaluation services it wraps.
 #[derive(Debug, Clone)]
 pub struct ConnectLayer {
-    evaluator: Arc<Evaluator>,
+    evaluator: Arc<EvaluationService>,
     max_request_body: usize,
 }
 
 impl ConnectLayer {
     /// Connect over `evaluator`; request bodies above `max_request_body` bytes are refused.
-    pub fn new(evaluator: Arc<Evaluator>, max_request_body: usize) -> ConnectLayer {
+    pub fn new(evaluator: Arc<EvaluationService>, max_request_body: usize) -> ConnectLayer {
         ConnectLayer {
             evaluator,
             max_request_body,
@@ -72,7 +72,7 @@ impl<S> Layer<S> for ConnectLayer {
 #[derive(Debug, Clone)]
 pub struct Connect<S> {
     inner: S,
-    evaluator: Arc<Evaluator>,
+    evaluator: Arc<EvaluationService>,
     max_request_body: usize,
 }
 
@@ -208,7 +208,11 @@ impl Codec {
 }
 
 /// Answers one Connect request (or the HTTP error for one that is not).
-async fn handle(evaluator: Arc<Evaluator>, limit: usize, request: Request<Body>) -> Response<Body> {
+async fn handle(
+    evaluator: Arc<EvaluationService>,
+    limit: usize,
+    request: Request<Body>,
+) -> Response<Body> {
     let Some((version, rpc)) = procedure(request.uri().path()) else {
         return plain(StatusCode::NOT_FOUND, "404 page not found\n");
     };
@@ -304,7 +308,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 
 /// Dispatches a unary call to the adapter of its version.
 async fn unary(
-    evaluator: Arc<Evaluator>,
+    evaluator: Arc<EvaluationService>,
     version: Version,
     rpc: Rpc,
     codec: Codec,
@@ -382,7 +386,7 @@ where
 
 /// Opens an EventStream through the adapter of its version.
 async fn event_stream(
-    evaluator: Arc<Evaluator>,
+    evaluator: Arc<EvaluationService>,
     version: Version,
     codec: Codec,
     parts: Parts,

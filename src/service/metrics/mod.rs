@@ -435,6 +435,25 @@ fn render_reads(out: &mut String, stats: &[SourceStats], unix: impl Fn(SystemTim
     }
 }
 
+/// The evaluator reports every evaluation here; the error code arrives as such.
+impl crate::evaluator::Observer for Metrics {
+    fn evaluated(
+        &self,
+        flag_key: &str,
+        result: Result<(&str, &'static str), crate::eval::ErrorCode>,
+    ) {
+        self.evaluation(
+            flag_key,
+            match result {
+                Ok((variant, reason)) => EvaluationResult::Success { variant, reason },
+                Err(code) => EvaluationResult::Failure {
+                    code: code.as_str(),
+                },
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
