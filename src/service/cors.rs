@@ -13,14 +13,17 @@ use http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use tower::{Layer, Service};
 use tower_http::cors::{self, AllowHeaders, AllowOrigin, CorsLayer};
 
-/// Response headers a browser may read (flagd's list).
-const EXPOSED_HEADERS: [&str; 11] = [
+/// Response headers a browser may read: flagd's list plus `etag`, without which a page on
+/// another origin cannot read the OFREP bulk `ETag` and so never polls with `If-None-Match`
+/// (docs/deviations.md).
+const EXPOSED_HEADERS: [&str; 12] = [
     "accept",
     "accept-encoding",
     "accept-post",
     "connect-accept-encoding",
     "connect-content-encoding",
     "content-encoding",
+    "etag",
     "grpc-accept-encoding",
     "grpc-encoding",
     "grpc-message",
