@@ -204,6 +204,9 @@ pub struct StartArgs {
     /// would otherwise control every flag.
     #[arg(long, env = "FLAGPOLE_SQS_INLINE", value_delimiter = ',')]
     pub sqs_inline: Vec<String>,
+    /// Remove an inline source after this long without a message for it (default 0: never).
+    #[arg(long, env = "FLAGPOLE_SQS_INLINE_EXPIRY")]
+    pub sqs_inline_expiry: Option<String>,
     /// Messages per SQS receive, 1 to 10 (default 10).
     #[arg(long, env = "FLAGPOLE_SQS_BATCH_SIZE")]
     pub sqs_batch_size: Option<i32>,
@@ -343,6 +346,7 @@ impl StartArgs {
                     sqs_queue_prefix: self.sqs_queue_prefix.clone(),
                     sqs_dead_letter_arn: self.sqs_dead_letter_arn.clone(),
                     sqs_inline: Some(self.sqs_inline.clone()).filter(|v| !v.is_empty()),
+                    sqs_inline_expiry: duration(&self.sqs_inline_expiry, "sqs-inline-expiry")?,
                     sqs_batch_size: self.sqs_batch_size,
                     sqs_visibility_timeout: duration(
                         &self.sqs_visibility_timeout,

@@ -44,6 +44,8 @@ pub struct AwsSettings {
     pub sqs_dead_letter_arn: Option<String>,
     /// Source names inline SQS documents may use (`*`: any); empty: inline documents are off.
     pub sqs_inline: Vec<String>,
+    /// An inline source that receives no message for this long is removed (zero: never).
+    pub sqs_inline_expiry: Duration,
     /// Messages per SQS receive (1..=10).
     pub sqs_batch_size: i32,
     /// How long a received message stays invisible while it is handled.
@@ -69,6 +71,7 @@ impl Default for AwsSettings {
             sns_topic_arn: None,
             sqs_queue_prefix: "flagpole-".to_owned(),
             sqs_inline: Vec::new(),
+            sqs_inline_expiry: Duration::ZERO,
             sqs_dead_letter_arn: None,
             sqs_batch_size: 10,
             sqs_visibility_timeout: Duration::from_secs(30),
@@ -104,6 +107,8 @@ pub struct AwsInput {
     pub sqs_dead_letter_arn: Option<String>,
     /// `sqs-inline`.
     pub sqs_inline: Option<Vec<String>>,
+    /// `sqs-inline-expiry`.
+    pub sqs_inline_expiry: Option<Duration>,
     /// `sqs-batch-size`.
     pub sqs_batch_size: Option<i32>,
     /// `sqs-visibility-timeout`.
@@ -139,6 +144,7 @@ impl AwsInput {
             sqs_inline: get("sqs-inline")
                 .map(|v| string_list(v, "sqs-inline"))
                 .transpose()?,
+            sqs_inline_expiry: duration("sqs-inline-expiry")?,
             sqs_batch_size: get("sqs-batch-size")
                 .map(|v| number(v, "sqs-batch-size"))
                 .transpose()?,
@@ -209,6 +215,7 @@ impl AwsInput {
             sqs_queue_prefix: self.sqs_queue_prefix.or(lower.sqs_queue_prefix),
             sqs_dead_letter_arn: self.sqs_dead_letter_arn.or(lower.sqs_dead_letter_arn),
             sqs_inline: self.sqs_inline.or(lower.sqs_inline),
+            sqs_inline_expiry: self.sqs_inline_expiry.or(lower.sqs_inline_expiry),
             sqs_batch_size: self.sqs_batch_size.or(lower.sqs_batch_size),
             sqs_visibility_timeout: self.sqs_visibility_timeout.or(lower.sqs_visibility_timeout),
             sqs_wait_time: self.sqs_wait_time.or(lower.sqs_wait_time),
@@ -232,6 +239,7 @@ impl AwsInput {
             sqs_queue_prefix: self.sqs_queue_prefix.unwrap_or(d.sqs_queue_prefix),
             sqs_dead_letter_arn: self.sqs_dead_letter_arn.filter(|s| !s.is_empty()),
             sqs_inline: self.sqs_inline.unwrap_or_default(),
+            sqs_inline_expiry: self.sqs_inline_expiry.unwrap_or_default(),
             sqs_batch_size: self.sqs_batch_size.unwrap_or(d.sqs_batch_size),
             sqs_visibility_timeout: self
                 .sqs_visibility_timeout
@@ -1214,6 +1222,18 @@ mod tests {
         ] {
             assert!(ConfigInput::from_value(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn inline_expiry_is_off_unless_given() {
+        assert_eq!(
+            ConfigInput::default().into_settings().aws.sqs_inline_expiry,
+            Duration::ZERO
+        );
+        let input = ConfigInput::from_value(&json!({"sqs-inline-expiry": "1h"})).unwrap();
+        let aws = input.into_settings().aws;
+        assert_eq!(aws.sqs_inline_expiry, Duration::from_secs(3600));
+        assert!(ConfigInput::from_value(&json!({"sqs-inline-expiry": "soon"})).is_err());
     }
 
     #[test]

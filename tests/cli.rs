@@ -331,3 +331,18 @@ fn environment_variables_are_read_and_flags_beat_them() {
     assert!(stderr.contains("still-bare-from-cli.json"), "{stderr}");
     assert!(!stderr.contains("flags-from-env.json"), "{stderr}");
 }
+
+#[test]
+fn inline_expiry_from_the_flag_and_the_environment() {
+    let given = settings(&["start", "--sqs-inline-expiry", "90s"]);
+    assert_eq!(given.aws.sqs_inline_expiry, Duration::from_secs(90));
+    assert_eq!(settings(&["start"]).aws.sqs_inline_expiry, Duration::ZERO);
+    assert!(settings_error(&["start", "--sqs-inline-expiry", "later"]).contains("later"));
+    let out = Command::new(env!("CARGO_BIN_EXE_flagpole"))
+        .args(["start"])
+        .env("FLAGPOLE_SQS_INLINE_EXPIRY", "eventually")
+        .output()
+        .expect("run flagpole");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("eventually"));
+}

@@ -20,7 +20,9 @@ use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use bytes::Bytes;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::aws::{Aws, Backoff};
 use super::s3::percent_decode;
@@ -203,8 +205,27 @@ enum Disposition {
 pub(super) struct Consumer {
     aws: Arc<Aws>,
     directory: Arc<SourceDirectory>,
-    /// The last applied sequence number per inline source.
-    sequences: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// What is remembered per inline source; held while an inline message is applied, so
+    /// expiry never removes a source a message has just refreshed.
+    inline: std::sync::Mutex<HashMap<String, InlineMemory>>,
+}
+
+/// What the consumer remembers of one inline source.
+#[derive(Debug, Clone, Copy)]
+struct InlineMemory {
+    /// The last applied sequence number.
+    sequence: Option<u64>,
+    /// When a message for it was last applied.
+    last_message: Instant,
+}
+
+/// The inline sources without an applied message for `expiry` at `now`.
+fn expired(memory: &HashMap<String, InlineMemory>, now: Instant, expiry: Duration) -> Vec<String> {
+    memory
+        .iter()
+        .filter(|(_, m)| now.saturating_duration_since(m.last_message) >= expiry)
+        .map(|(source, _)| source.clone())
+        .collect()
 }
 
 impl Consumer {
@@ -212,7 +233,33 @@ impl Consumer {
         Consumer {
             aws,
             directory,
-            sequences: Default::default(),
+            inline: Default::default(),
+        }
+    }
+
+    fn inline_memory(&self) -> std::sync::MutexGuard<'_, HashMap<String, InlineMemory>> {
+        self.inline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes inline sources that received no message for `--sqs-inline-expiry` (their
+    /// sequence is forgotten too, so a restarted publisher may count from 1 again).
+    async fn expire_inline(&self, mut shutdown: Shutdown) {
+        let expiry = self.aws.settings().sqs_inline_expiry;
+        if expiry.is_zero() {
+            return;
+        }
+        let period = (expiry / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let mut memory = self.inline_memory();
+            for source in expired(&memory, Instant::now(), expiry) {
+                memory.remove(&source);
+                let removed = self.directory.remove_inline(&source);
+                tracing::info!(source = %source, removed, after = ?expiry, "inline source expired: no message for it");
+            }
         }
     }
 
@@ -232,7 +279,8 @@ impl Consumer {
                 if let Some(topic) = &settings.sns_topic_arn {
                     self.fanout(&sqs, topic, shutdown.clone()).await;
                 }
-            }
+            },
+            self.expire_inline(shutdown.clone())
         );
     }
 
@@ -471,9 +519,9 @@ impl Consumer {
             );
             return Disposition::Keep;
         }
+        let mut memory = self.inline_memory();
         if let Some(sequence) = inline.sequence {
-            let sequences = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(&applied) = sequences.get(&inline.source) {
+            if let Some(applied) = memory.get(&inline.source).and_then(|m| m.sequence) {
                 if sequence <= applied {
                     tracing::warn!(
                         message_id = id,
@@ -488,11 +536,13 @@ impl Consumer {
         }
         let source = inline.source.clone();
         let disposition = self.apply_inline(id, inline.document, &source);
-        if let (Disposition::Delete, Some(sequence)) = (disposition, inline.sequence) {
-            self.sequences
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(source, sequence);
+        if disposition == Disposition::Delete {
+            let entry = memory.entry(source).or_insert(InlineMemory {
+                sequence: None,
+                last_message: Instant::now(),
+            });
+            entry.last_message = Instant::now();
+            entry.sequence = inline.sequence.or(entry.sequence);
         }
         disposition
     }
@@ -513,6 +563,16 @@ impl Consumer {
             tracing::info!(message_id = id, source = %inline.source, removed, "inline source removal");
             return Disposition::Delete;
         };
+        let limit = self.directory.env.max_document_size;
+        if bytes.len() > limit {
+            tracing::warn!(
+                message_id = id,
+                source = %inline.source,
+                size = bytes.len(),
+                "inline document larger than {limit} bytes (raise --max-document-size to accept it); message kept"
+            );
+            return Disposition::Keep;
+        }
         match self
             .directory
             .publish_inline(&inline.source, Payload { bytes, format })
@@ -634,6 +694,27 @@ mod tests {
         assert!(doc.document.is_none());
         assert!(parse_message(&json!({"flagpole": {"document": {}}}).to_string()).is_err());
         assert!(parse_message(&json!({"flagpole": {"source": "s"}}).to_string()).is_err());
+    }
+
+    #[test]
+    fn inline_sources_expire_only_after_a_quiet_period() {
+        let expiry = Duration::from_secs(60);
+        let start = Instant::now();
+        let seen = |at: Duration| InlineMemory {
+            sequence: None,
+            last_message: start + at,
+        };
+        let memory = HashMap::from([
+            ("quiet".to_owned(), seen(Duration::ZERO)),
+            ("refreshed".to_owned(), seen(Duration::from_secs(50))),
+        ]);
+        assert!(expired(&memory, start + Duration::from_secs(59), expiry).is_empty());
+        assert_eq!(
+            expired(&memory, start + Duration::from_secs(61), expiry),
+            ["quiet"]
+        );
+        // A clock that seems to go backwards expires nothing.
+        assert!(expired(&memory, start, expiry).is_empty());
     }
 
     #[test]

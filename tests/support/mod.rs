@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod http1;
 pub mod moto;
+pub mod proxy;
 pub mod tls;
 
 use std::net::SocketAddr;
