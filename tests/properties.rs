@@ -441,6 +441,24 @@ proptest! {
     }
 
     #[test]
+    fn truncated_or_corrupted_structs_never_panic_the_decoder(
+        original in proto_struct(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        bits in any::<u8>(),
+    ) {
+        // Random bytes rarely get past the first field; a real encoding cut or bent
+        // somewhere reaches every length check.
+        let bytes = original.encode_to_vec();
+        if !bytes.is_empty() {
+            let _ = JsonStruct::decode(&bytes[..cut.index(bytes.len())]);
+            let mut bent = bytes.clone();
+            bent[flip.index(bytes.len())] ^= bits;
+            let _ = JsonStruct::decode(bent.as_slice());
+        }
+    }
+
+    #[test]
     fn structs_round_trip_with_prost_types(original in proto_struct()) {
         let bytes = original.encode_to_vec();
         let decoded = JsonStruct::decode(bytes.as_slice()).expect("prost-types bytes decode");
