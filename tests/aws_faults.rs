@@ -522,3 +522,75 @@ async fn idle_inline_sources_expire_and_forget_their_sequence() {
     .await;
     supervisor.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_fanout_queue_deleted_from_outside_is_reported_and_replaced_while_serving() {
+    let moto = moto_with(&document("red")).await;
+    let topic = moto.create_topic("flag-changes").await;
+    let daemon = daemon(&moto, &moto.endpoint(), |s| {
+        s.aws.sns_topic_arn = Some(topic.clone());
+        s.aws.replica_id = Some("fanout-1".to_owned());
+    })
+    .await;
+    daemon.wait_ready().await;
+    let sqs = moto.sqs();
+    let queue_url = || async {
+        sqs.list_queues()
+            .queue_name_prefix("flagpole-fanout-1")
+            .send()
+            .await
+            .unwrap()
+            .queue_urls
+            .unwrap_or_default()
+            .pop()
+    };
+    eventually_within(PATIENCE, "the fan-out queue received from", || async {
+        metric(
+            &daemon,
+            "flagpole_source_last_success_timestamp_seconds",
+            "http://",
+        )
+        .await
+            > 0.0
+    })
+    .await;
+    let url = queue_url().await.expect("fan-out queue");
+    assert_eq!(
+        metric(&daemon, "flagpole_source_errors_total", "http://").await,
+        0.0
+    );
+
+    sqs.delete_queue().queue_url(&url).send().await.unwrap();
+    wait_errors_above(&daemon, "http://", 0.0, "the missing queue reported").await;
+    eventually_within(PATIENCE, "the queue created again", || async {
+        queue_url().await.is_some()
+    })
+    .await;
+    assert_eq!(color(&daemon).await, "RED");
+    assert_eq!(readyz(&daemon).await, 200);
+
+    // Only the new queue can deliver this change (the safety poll is an hour away).
+    let message = json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": KEY}}
+    }]});
+    put(&moto, &document("blue")).await;
+    let sns = moto.sns();
+    eventually_within(
+        PATIENCE,
+        "the change delivered through the new queue",
+        || async {
+            sns.publish()
+                .topic_arn(&topic)
+                .message(message.to_string())
+                .send()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            color(&daemon).await == "BLUE"
+        },
+    )
+    .await;
+    daemon.stop().await.expect("clean shutdown");
+    assert!(queue_url().await.is_none(), "deleted at shutdown");
+}
