@@ -384,6 +384,20 @@ async fn bulk_selector_and_request_errors() {
 // ETag / If-None-Match
 
 #[tokio::test]
+async fn bulk_etag_is_readable_across_origins() {
+    // A web app on another origin sees the ETag only when CORS exposes it, and
+    // @openfeature/ofrep-web-provider needs it for If-None-Match (tests/browser).
+    let (_daemon, ofrep) = start().await;
+    let reply = bulk(ofrep, &[("origin", "https://app.example.com")], "{}").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header("etag").is_some());
+    let exposed = reply
+        .header("access-control-expose-headers")
+        .expect("exposed headers");
+    assert!(exposed.split(',').any(|h| h.trim() == "etag"), "{exposed}");
+}
+
+#[tokio::test]
 async fn bulk_etag_and_not_modified() {
     let (daemon, ofrep) = start().await;
     let first = bulk(ofrep, &[], "{}").await;
