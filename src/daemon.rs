@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::evaluator::{Evaluator, EvaluatorConfig};
 use crate::service::limits::StreamLimit;
 use crate::service::listener::Listener;
-use crate::service::management::{ManagementServer, Readiness};
+use crate::service::management::{ManagementServer, TrafficReadiness};
 use crate::service::metrics::Metrics;
 use crate::service::sync::{SyncServer, SyncServiceConfig};
 use crate::service::tls::{ServerTls, TlsError, ALPN_EVALUATION, ALPN_OFREP, ALPN_SYNC};
@@ -104,18 +104,19 @@ pub enum DaemonError {
     Server(String),
 }
 
-/// Completes once `signal` has flipped to `true` (or its sender is gone).
-async fn until(mut signal: watch::Receiver<bool>) {
-    let _ = signal.wait_for(|set| *set).await;
-}
-
 /// Runs the daemon until `shutdown` completes, then drains and returns.
 ///
-/// Shutdown order: readiness fails at once (`/readyz`, management gRPC health), the daemon
-/// keeps serving for `drain_delay`, then the evaluation and sync ports drain (health
-/// NOT_SERVING, `provider_shutdown` to event streams, sync streams end, in-flight requests
-/// finish, bounded by `shutdown_grace`), the sources stop, and the management port closes
-/// last.
+/// Shutdown order (the one place it is written down; every step is a [`CancellationToken`]):
+/// 1. `stopping`: readiness fails at once (`/readyz`, management gRPC health); the daemon
+///    keeps serving for `--drain-delay`.
+/// 2. `drain` (cancels `stopping` too): the evaluation, OFREP and sync ports drain: health
+///    NOT_SERVING, `provider_shutdown` to event streams, SyncFlags streams end with OK, no
+///    new connections, in-flight requests finish; all of it bounded by `--shutdown-grace`
+///    less the cleanup budget. A server failing early cancels `drain` too.
+/// 3. The sources stop (`Supervisor::shutdown_within`, the rest of the grace: in-flight S3
+///    calls are cancelled, the fan-out queue is deleted).
+/// 4. `closed` (cancels everything): the management port and the EMF writer stop last, so
+///    `/healthz` answers until the end.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
@@ -138,11 +139,10 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
     // One cap for EventStream (8013) and SyncFlags (8015) together.
     let stream_limit = StreamLimit::new(settings.max_open_streams);
-    // `stopping`: shutdown has begun (readiness off); `drain`: the serving ports drain now;
-    // `closed`: everything else has stopped, the management port may close.
-    let (stopping_tx, stopping) = watch::channel(false);
-    let (drain_tx, drain) = watch::channel(false);
-    let (closed_tx, closed) = watch::channel(false);
+    // Each step of the shutdown order above; a later step cancels the earlier ones.
+    let closed = CancellationToken::new();
+    let drain = closed.child_token();
+    let stopping = drain.child_token();
 
     let Listeners {
         evaluation,
@@ -159,18 +159,18 @@ pub async fn run(
             settings.metrics_emf_namespace.clone(),
             metrics.clone(),
             move || (store.sources(), stats.stats()),
-            until(closed.clone()),
+            closed.clone().cancelled_owned(),
         ));
     }
     let management = management.map(|listener| {
-        let readiness = Readiness::new(supervisor.ready(), stopping.clone());
+        let readiness = TrafficReadiness::new(supervisor.ready(), stopping.clone());
         let server = ManagementServer::new(
             metrics.clone(),
             store.clone(),
             supervisor.stats_reader(),
             readiness,
         );
-        tokio::spawn(server.serve(listener, until(closed)))
+        tokio::spawn(server.serve(listener, closed.clone()))
     });
     let mut sync = sync.map(|listener| {
         let server = SyncServer::new(
@@ -183,14 +183,14 @@ pub async fn run(
             listener,
             acceptor(ALPN_SYNC),
             supervisor.ready(),
-            until(drain.clone()),
+            drain.clone(),
         ))
     });
 
     let drain_delay = settings.drain_delay;
     let begin_shutdown = async {
         shutdown.await;
-        stopping_tx.send_replace(true);
+        stopping.cancel();
         if !drain_delay.is_zero() {
             tracing::info!(
                 ?drain_delay,
@@ -198,7 +198,7 @@ pub async fn run(
             );
             tokio::time::sleep(drain_delay).await;
         }
-        drain_tx.send_replace(true);
+        drain.cancel();
     };
     // One evaluator for every protocol (8013 and OFREP), reporting into the metrics.
     let evaluator = Arc::new(Evaluator::new(
@@ -215,13 +215,13 @@ pub async fn run(
     // OFREP drains with 8013.
     let mut ofrep = ofrep.map(|listener| {
         let server = OfrepServer::new(ofrep_config(&settings), evaluator).with_metrics(metrics);
-        tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), until(drain.clone())))
+        tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), drain.clone()))
     });
     let evaluation = server.serve(
         evaluation,
         acceptor(ALPN_EVALUATION),
         supervisor.ready(),
-        until(drain),
+        drain.clone(),
     );
     tokio::pin!(evaluation);
     let early = tokio::select! {
@@ -230,8 +230,7 @@ pub async fn run(
         () = begin_shutdown => None,
     };
     // After an early error the other ports stop too.
-    stopping_tx.send_replace(true);
-    drain_tx.send_replace(true);
+    drain.cancel();
 
     let drained = async {
         let mut errors = Vec::new();
@@ -275,7 +274,7 @@ pub async fn run(
         }
     };
     supervisor.shutdown_within(cleanup).await;
-    closed_tx.send_replace(true);
+    closed.cancel();
     if let Some(mut task) = management {
         if let Some(error) = joined(&mut task).await {
             errors.push(format!("management: {error}"));

@@ -64,6 +64,30 @@ async fn start_ab() -> TestDaemon {
         .await
 }
 
+/// Every single-flag request of every API version: a flag key and a context.
+trait Keyed {
+    fn keyed(flag_key: &str, context: Option<JsonStruct>) -> Self;
+}
+
+macro_rules! keyed {
+    ($($module:ident),*) => {$(
+        keyed!(@each $module, ResolveBooleanRequest, ResolveStringRequest, ResolveIntRequest,
+            ResolveFloatRequest, ResolveObjectRequest);
+    )*};
+    (@each $module:ident, $($request:ident),*) => {$(
+        impl Keyed for $module::$request {
+            fn keyed(flag_key: &str, context: Option<JsonStruct>) -> Self {
+                $module::$request {
+                    flag_key: flag_key.to_owned(),
+                    context,
+                }
+            }
+        }
+    )*};
+}
+
+keyed!(v1, v2, schema);
+
 fn context(value: Value) -> Option<JsonStruct> {
     match value {
         Value::Object(map) => Some(JsonStruct(map)),
@@ -76,17 +100,11 @@ fn meta(metadata: Option<JsonStruct>) -> Value {
 }
 
 fn v1_bool(key: &str) -> v1::ResolveBooleanRequest {
-    v1::ResolveBooleanRequest {
-        flag_key: key.to_owned(),
-        context: None,
-    }
+    v1::ResolveBooleanRequest::keyed(key, None)
 }
 
 fn v1_string(key: &str) -> v1::ResolveStringRequest {
-    v1::ResolveStringRequest {
-        flag_key: key.to_owned(),
-        context: None,
-    }
+    v1::ResolveStringRequest::keyed(key, None)
 }
 
 fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, message: &str) {
@@ -126,20 +144,14 @@ async fn v1_resolves_every_type() {
     assert_eq!(meta(r.metadata), json!({"owner": "team-a", "weight": 3}));
 
     let r = client
-        .resolve_int(v1::ResolveIntRequest {
-            flag_key: "int-flag".into(),
-            context: None,
-        })
+        .resolve_int(v1::ResolveIntRequest::keyed("int-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((r.value, r.variant.as_str()), (10, "ten"));
 
     let r = client
-        .resolve_float(v1::ResolveFloatRequest {
-            flag_key: "float-flag".into(),
-            context: None,
-        })
+        .resolve_float(v1::ResolveFloatRequest::keyed("float-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -147,20 +159,14 @@ async fn v1_resolves_every_type() {
 
     // Int variants resolve as floats too.
     let r = client
-        .resolve_float(v1::ResolveFloatRequest {
-            flag_key: "int-flag".into(),
-            context: None,
-        })
+        .resolve_float(v1::ResolveFloatRequest::keyed("int-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.value, 10.0);
 
     let r = client
-        .resolve_object(v1::ResolveObjectRequest {
-            flag_key: "object-flag".into(),
-            context: None,
-        })
+        .resolve_object(v1::ResolveObjectRequest::keyed("object-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -177,10 +183,7 @@ async fn v2_resolves_every_type_with_presence() {
     let mut client = V2Client::new(daemon.channel().await);
 
     let r = client
-        .resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "bool-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(v2::ResolveBooleanRequest::keyed("bool-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -191,10 +194,7 @@ async fn v2_resolves_every_type_with_presence() {
     assert_eq!(meta(r.metadata), json!({}));
 
     let r = client
-        .resolve_string(v2::ResolveStringRequest {
-            flag_key: "string-flag".into(),
-            context: None,
-        })
+        .resolve_string(v2::ResolveStringRequest::keyed("string-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -205,30 +205,21 @@ async fn v2_resolves_every_type_with_presence() {
     assert_eq!(meta(r.metadata), json!({"owner": "team-a", "weight": 3}));
 
     let r = client
-        .resolve_int(v2::ResolveIntRequest {
-            flag_key: "int-flag".into(),
-            context: None,
-        })
+        .resolve_int(v2::ResolveIntRequest::keyed("int-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((r.value, r.variant.as_deref()), (Some(10), Some("ten")));
 
     let r = client
-        .resolve_float(v2::ResolveFloatRequest {
-            flag_key: "float-flag".into(),
-            context: None,
-        })
+        .resolve_float(v2::ResolveFloatRequest::keyed("float-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((r.value, r.variant.as_deref()), (Some(3.5), Some("pi")));
 
     let r = client
-        .resolve_object(v2::ResolveObjectRequest {
-            flag_key: "object-flag".into(),
-            context: None,
-        })
+        .resolve_object(v2::ResolveObjectRequest::keyed("object-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -244,10 +235,7 @@ async fn schema_v1_resolves_every_type() {
     let mut client = SchemaClient::new(daemon.channel().await);
 
     let r = client
-        .resolve_boolean(schema::ResolveBooleanRequest {
-            flag_key: "bool-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(schema::ResolveBooleanRequest::keyed("bool-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -257,10 +245,7 @@ async fn schema_v1_resolves_every_type() {
     );
 
     let r = client
-        .resolve_string(schema::ResolveStringRequest {
-            flag_key: "string-flag".into(),
-            context: None,
-        })
+        .resolve_string(schema::ResolveStringRequest::keyed("string-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -268,30 +253,21 @@ async fn schema_v1_resolves_every_type() {
     assert_eq!(meta(r.metadata), json!({"owner": "team-a", "weight": 3}));
 
     let r = client
-        .resolve_int(schema::ResolveIntRequest {
-            flag_key: "int-flag".into(),
-            context: None,
-        })
+        .resolve_int(schema::ResolveIntRequest::keyed("int-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.value, 10);
 
     let r = client
-        .resolve_float(schema::ResolveFloatRequest {
-            flag_key: "float-flag".into(),
-            context: None,
-        })
+        .resolve_float(schema::ResolveFloatRequest::keyed("float-flag", None))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.value, 3.5);
 
     let r = client
-        .resolve_object(schema::ResolveObjectRequest {
-            flag_key: "object-flag".into(),
-            context: None,
-        })
+        .resolve_object(schema::ResolveObjectRequest::keyed("object-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -318,10 +294,7 @@ async fn disabled_flags_per_version() {
     assert_eq!(meta(r.metadata), json!({}));
 
     let r = V1Client::new(channel.clone())
-        .resolve_object(v1::ResolveObjectRequest {
-            flag_key: "disabled-flag".into(),
-            context: None,
-        })
+        .resolve_object(v1::ResolveObjectRequest::keyed("disabled-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -331,10 +304,7 @@ async fn disabled_flags_per_version() {
     );
 
     let r = V2Client::new(channel.clone())
-        .resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "disabled-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(v2::ResolveBooleanRequest::keyed("disabled-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -345,10 +315,7 @@ async fn disabled_flags_per_version() {
     assert!(r.metadata.is_some());
 
     let r = SchemaClient::new(channel)
-        .resolve_boolean(schema::ResolveBooleanRequest {
-            flag_key: "disabled-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(schema::ResolveBooleanRequest::keyed("disabled-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -373,10 +340,7 @@ async fn code_default_per_version() {
     );
 
     let r = V2Client::new(channel.clone())
-        .resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "no-default-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(v2::ResolveBooleanRequest::keyed("no-default-flag", None))
         .await
         .unwrap()
         .into_inner();
@@ -388,10 +352,10 @@ async fn code_default_per_version() {
 
     // schema.v1 leaks flagd's FALLBACK sentinel with a zero value.
     let r = SchemaClient::new(channel)
-        .resolve_boolean(schema::ResolveBooleanRequest {
-            flag_key: "no-default-flag".into(),
-            context: None,
-        })
+        .resolve_boolean(schema::ResolveBooleanRequest::keyed(
+            "no-default-flag",
+            None,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -418,20 +382,14 @@ async fn errors_map_to_flagd_status_codes() {
         "Flag not found",
     );
     assert_status(
-        c2.resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "nope".into(),
-            context: None,
-        })
-        .await,
+        c2.resolve_boolean(v2::ResolveBooleanRequest::keyed("nope", None))
+            .await,
         Code::NotFound,
         "Flag not found",
     );
     assert_status(
-        cs.resolve_boolean(schema::ResolveBooleanRequest {
-            flag_key: "nope".into(),
-            context: None,
-        })
-        .await,
+        cs.resolve_boolean(schema::ResolveBooleanRequest::keyed("nope", None))
+            .await,
         Code::NotFound,
         "Flag not found",
     );
@@ -442,20 +400,14 @@ async fn errors_map_to_flagd_status_codes() {
         "Type mismatch error",
     );
     assert_status(
-        c2.resolve_int(v2::ResolveIntRequest {
-            flag_key: "string-flag".into(),
-            context: None,
-        })
-        .await,
+        c2.resolve_int(v2::ResolveIntRequest::keyed("string-flag", None))
+            .await,
         Code::InvalidArgument,
         "Type mismatch error",
     );
     assert_status(
-        cs.resolve_object(schema::ResolveObjectRequest {
-            flag_key: "bool-flag".into(),
-            context: None,
-        })
-        .await,
+        cs.resolve_object(schema::ResolveObjectRequest::keyed("bool-flag", None))
+            .await,
         Code::InvalidArgument,
         "Type mismatch error",
     );
@@ -469,10 +421,7 @@ async fn errors_map_to_flagd_status_codes() {
     );
     assert_status(
         c2.resolve_boolean(with_selector(
-            v2::ResolveBooleanRequest {
-                flag_key: "bool-flag".into(),
-                context: None,
-            },
+            v2::ResolveBooleanRequest::keyed("bool-flag", None),
             "bogus=1",
         ))
         .await,
@@ -506,10 +455,10 @@ async fn targeting_outcomes_and_engine_errors() {
     let mut c2 = V2Client::new(channel);
 
     let r = c1
-        .resolve_boolean(v1::ResolveBooleanRequest {
-            flag_key: "targeting-flag".into(),
-            context: context(json!({"email": "a@b.c"})),
-        })
+        .resolve_boolean(v1::ResolveBooleanRequest::keyed(
+            "targeting-flag",
+            context(json!({"email": "a@b.c"})),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -519,10 +468,10 @@ async fn targeting_outcomes_and_engine_errors() {
     );
 
     let r = c1
-        .resolve_boolean(v1::ResolveBooleanRequest {
-            flag_key: "targeting-flag".into(),
-            context: context(json!({"email": "other"})),
-        })
+        .resolve_boolean(v1::ResolveBooleanRequest::keyed(
+            "targeting-flag",
+            context(json!({"email": "other"})),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -542,11 +491,8 @@ async fn targeting_outcomes_and_engine_errors() {
         "General error",
     );
     assert_status(
-        c2.resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "general-error-flag".into(),
-            context: None,
-        })
-        .await,
+        c2.resolve_boolean(v2::ResolveBooleanRequest::keyed("general-error-flag", None))
+            .await,
         Code::Unknown,
         "General error",
     );
@@ -558,10 +504,10 @@ async fn targeting_outcomes_and_engine_errors() {
         "Flag not found",
     );
     let r = c2
-        .resolve_boolean(v2::ResolveBooleanRequest {
-            flag_key: "code-default-targeting".into(),
-            context: None,
-        })
+        .resolve_boolean(v2::ResolveBooleanRequest::keyed(
+            "code-default-targeting",
+            None,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -774,10 +720,7 @@ async fn selectors_pick_flag_set_or_source_and_are_reflected() {
 
     let r = V2Client::new(daemon.channel().await)
         .resolve_boolean(with_selector(
-            v2::ResolveBooleanRequest {
-                flag_key: "b-only".into(),
-                context: None,
-            },
+            v2::ResolveBooleanRequest::keyed("b-only", None),
             "flagSetId=set-b",
         ))
         .await
@@ -803,10 +746,10 @@ async fn context_priority_request_static_header() {
         .await;
 
     let who = |request_who: Option<&str>, header: Option<&str>| {
-        let mut request = Request::new(v1::ResolveStringRequest {
-            flag_key: "who-flag".into(),
-            context: request_who.and_then(|w| context(json!({ "who": w }))),
-        });
+        let mut request = Request::new(v1::ResolveStringRequest::keyed(
+            "who-flag",
+            request_who.and_then(|w| context(json!({ "who": w }))),
+        ));
         if let Some(h) = header {
             request.metadata_mut().insert("x-who", h.parse().unwrap());
         }
@@ -842,10 +785,10 @@ async fn context_priority_request_static_header() {
     assert_eq!(r.value, "header", "-H beats -X");
 
     // schema.v1 does not apply header mappings.
-    let mut request = Request::new(schema::ResolveStringRequest {
-        flag_key: "who-flag".into(),
-        context: context(json!({"who": "request"})),
-    });
+    let mut request = Request::new(schema::ResolveStringRequest::keyed(
+        "who-flag",
+        context(json!({"who": "request"})),
+    ));
     request
         .metadata_mut()
         .insert("x-who", "header".parse().unwrap());
@@ -857,10 +800,7 @@ async fn context_priority_request_static_header() {
     assert_eq!(r.value, "static");
 
     // v2 applies them.
-    let mut request = Request::new(v2::ResolveStringRequest {
-        flag_key: "who-flag".into(),
-        context: None,
-    });
+    let mut request = Request::new(v2::ResolveStringRequest::keyed("who-flag", None));
     request
         .metadata_mut()
         .insert("x-who", "header".parse().unwrap());
@@ -882,18 +822,18 @@ async fn request_size_limit_is_resource_exhausted() {
     let mut client = V1Client::new(daemon.channel().await);
 
     let small = client
-        .resolve_boolean(v1::ResolveBooleanRequest {
-            flag_key: "bool-flag".into(),
-            context: context(json!({"pad": "x".repeat(100)})),
-        })
+        .resolve_boolean(v1::ResolveBooleanRequest::keyed(
+            "bool-flag",
+            context(json!({"pad": "x".repeat(100)})),
+        ))
         .await;
     assert!(small.is_ok());
 
     let big = client
-        .resolve_boolean(v1::ResolveBooleanRequest {
-            flag_key: "bool-flag".into(),
-            context: context(json!({"pad": "x".repeat(4096)})),
-        })
+        .resolve_boolean(v1::ResolveBooleanRequest::keyed(
+            "bool-flag",
+            context(json!({"pad": "x".repeat(4096)})),
+        ))
         .await;
     assert_eq!(
         big.expect_err("over the limit").code(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::limits::StreamLimit;
@@ -35,8 +35,8 @@ pub struct EvaluationService {
     /// The transport-free evaluator.
     pub(super) evaluator: Arc<Evaluator>,
     pub(super) streams: StreamConfig,
-    /// Flips to `true` once when the daemon starts draining.
-    pub(super) draining: watch::Receiver<bool>,
+    /// Cancelled when the port starts draining.
+    pub(super) draining: CancellationToken,
     /// Where open streams are counted.
     pub(super) metrics: Arc<Metrics>,
     /// The daemon-wide cap on open streams.
@@ -44,12 +44,12 @@ pub struct EvaluationService {
 }
 
 impl EvaluationService {
-    /// The evaluation edge over `evaluator`; `draining` ends event streams, which count
-    /// into `metrics` and under `stream_limit`.
+    /// The evaluation edge over `evaluator`; cancelling `draining` ends event streams, which
+    /// count into `metrics` and under `stream_limit`.
     pub fn new(
         evaluator: Arc<Evaluator>,
         streams: StreamConfig,
-        draining: watch::Receiver<bool>,
+        draining: CancellationToken,
         metrics: Arc<Metrics>,
         stream_limit: StreamLimit,
     ) -> Self {

@@ -3,17 +3,18 @@
 //! `provider_shutdown` when the daemon drains, DEADLINE_EXCEEDED at the stream deadline.
 
 use std::collections::BTreeMap;
-use std::future::pending;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::evaluation::{selector, EvaluationService};
+use super::stream::{StreamLoop, StreamMessages};
 use super::wire::JsonStruct;
 use crate::evaluator::Api;
 use crate::store::{ChangeKind, Selector, Snapshot};
@@ -91,98 +92,53 @@ impl EvaluationService {
         } else {
             None
         };
-        let task = StreamTask {
+        let task = StreamLoop {
             _open: self.metrics.event_stream_opened(),
             _slot: slot,
             tx,
-            selector,
             snapshots: self.evaluator.store().subscribe(),
             draining: self.draining.clone(),
             keep_alive: self.streams.keep_alive,
             deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
         };
-        tokio::spawn(task.run());
+        tokio::spawn(task.run(Events::<R> {
+            selector,
+            last: None,
+            response: PhantomData,
+        }));
         Ok(ReceiverStream::new(rx))
     }
 }
 
-struct StreamTask<R> {
-    /// Counts this stream in `flagpole_event_streams_open` until it ends.
-    _open: super::metrics::StreamGuard,
-    /// Holds this stream's place under `--max-open-streams` until it ends.
-    _slot: super::limits::StreamSlot,
-    tx: mpsc::Sender<Result<R, Status>>,
+/// The messages of one event stream: changes are diffs against the last snapshot seen.
+struct Events<R> {
     selector: Selector,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    draining: watch::Receiver<bool>,
-    keep_alive: std::time::Duration,
-    deadline: Option<Instant>,
+    last: Option<Arc<Snapshot>>,
+    response: PhantomData<fn() -> R>,
 }
 
-impl<R: From<StreamEvent> + Send + 'static> StreamTask<R> {
-    async fn run(mut self) {
-        let mut last: Arc<Snapshot> = self.snapshots.borrow_and_update().clone();
-        if !send(&self.tx, StreamEvent::ready()).await {
-            return;
-        }
-        let deadline = deadline_at(self.deadline);
-        tokio::pin!(deadline);
-        let keep_alive = self.keep_alive;
-        let silence = sleep(keep_alive);
-        tokio::pin!(silence);
+impl<R: From<StreamEvent> + Send + 'static> StreamMessages for Events<R> {
+    type Message = R;
 
-        loop {
-            tokio::select! {
-                biased;
-                _ = async { self.draining.wait_for(|draining| *draining).await.is_ok() } => {
-                    // Also reached when the daemon is gone (sender dropped).
-                    send(&self.tx, StreamEvent::shutdown()).await;
-                    return;
-                }
-                () = &mut deadline => {
-                    let status = Status::deadline_exceeded("stream closed due to server-side timeout");
-                    let _ = self.tx.send(Err(status)).await;
-                    return;
-                }
-                changed = self.snapshots.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let current = self.snapshots.borrow_and_update().clone();
-                    let changes = current.diff(&last, &self.selector);
-                    last = current;
-                    if !changes.is_empty() {
-                        if !send(&self.tx, StreamEvent::configuration_change(&changes)).await {
-                            return;
-                        }
-                        silence.as_mut().reset(Instant::now() + keep_alive);
-                    }
-                }
-                () = &mut silence, if !keep_alive.is_zero() => {
-                    if !send(&self.tx, StreamEvent::keep_alive()).await {
-                        return;
-                    }
-                    silence.as_mut().reset(Instant::now() + keep_alive);
-                }
-                () = self.tx.closed() => return,
-            }
-        }
+    fn open(&mut self, snapshot: &Arc<Snapshot>) -> R {
+        self.last = Some(snapshot.clone());
+        R::from(StreamEvent::ready())
     }
-}
 
-/// Sends one event; `false` when the client has gone.
-async fn send<R: From<StreamEvent>>(
-    tx: &mpsc::Sender<Result<R, Status>>,
-    event: StreamEvent,
-) -> bool {
-    tx.send(Ok(R::from(event))).await.is_ok()
-}
+    fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<R> {
+        let changes = match self.last.replace(snapshot.clone()) {
+            Some(last) => snapshot.diff(&last, &self.selector),
+            None => return None,
+        };
+        (!changes.is_empty()).then(|| R::from(StreamEvent::configuration_change(&changes)))
+    }
 
-/// Completes at `deadline`, or never without one (streams without a deadline).
-pub(super) async fn deadline_at(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => sleep_until(at).await,
-        None => pending().await,
+    fn keep_alive(&mut self) -> Option<R> {
+        Some(R::from(StreamEvent::keep_alive()))
+    }
+
+    fn drained(&mut self) -> Option<R> {
+        Some(R::from(StreamEvent::shutdown()))
     }
 }
 

@@ -360,21 +360,21 @@ impl AsyncWrite for Plain {
 /// OFREP); a client trickling header bytes is disconnected then.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Serves HTTP/1.1 with `router` on every connection of `incoming` until `shutdown`
-/// completes; then stops accepting, lets each connection finish its current request and
+/// Serves HTTP/1.1 with `router` on every connection of `incoming` until `shutdown` is
+/// cancelled; then stops accepting, lets each connection finish its current request and
 /// closes it. Headers must arrive within [`HEADER_READ_TIMEOUT`].
 pub async fn serve_http1(
     mut incoming: Incoming,
     router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
     use tokio_stream::StreamExt as _;
-    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    // Cancelled with `shutdown`, or when the listener ends.
+    let closing = shutdown.child_token();
     let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = shutdown.cancelled() => break,
             conn = incoming.next() => match conn {
                 Some(Ok(conn)) => {
                     connections.spawn(serve_http1_connection(conn, router.clone(), closing.clone()));
@@ -386,14 +386,14 @@ pub async fn serve_http1(
         }
     }
     drop(incoming);
-    closing_tx.send_replace(true);
+    closing.cancel();
     while connections.join_next().await.is_some() {}
 }
 
 async fn serve_http1_connection(
     conn: Conn,
     router: axum::Router,
-    mut closing: tokio::sync::watch::Receiver<bool>,
+    closing: tokio_util::sync::CancellationToken,
 ) {
     let service = hyper_util::service::TowerToHyperService::new(router);
     let connection = hyper::server::conn::http1::Builder::new()
@@ -408,7 +408,7 @@ async fn serve_http1_connection(
             }
             return;
         }
-        _ = closing.wait_for(|closing| *closing) => {}
+        () = closing.cancelled() => {}
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;

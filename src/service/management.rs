@@ -14,7 +14,6 @@
 //! only that status code, never the `grpc.health.v1` response body, so pointing it at
 //! `/readyz` on this port keeps tasks out of rotation until their flags are loaded.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +21,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -42,39 +42,45 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Whether the daemon should receive traffic: sources ready and not shutting down.
 #[derive(Debug, Clone)]
-pub struct Readiness {
+pub struct TrafficReadiness {
     ready: watch::Receiver<bool>,
-    stopping: watch::Receiver<bool>,
+    stopping: CancellationToken,
+    /// Whether [`Self::observe`] has seen `stopping` cancelled (it stays cancelled).
+    stopping_seen: bool,
 }
 
-impl Readiness {
-    /// Ready while `ready` (the supervisor's latch) is `true` and `stopping` is `false`.
-    pub fn new(ready: watch::Receiver<bool>, stopping: watch::Receiver<bool>) -> Readiness {
-        Readiness { ready, stopping }
+impl TrafficReadiness {
+    /// Ready while `ready` (the supervisor's latch) is `true` and `stopping` is not cancelled.
+    pub fn new(ready: watch::Receiver<bool>, stopping: CancellationToken) -> TrafficReadiness {
+        TrafficReadiness {
+            ready,
+            stopping,
+            stopping_seen: false,
+        }
     }
 
     /// Whether the daemon is ready now.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow() && !*self.stopping.borrow()
+        *self.ready.borrow() && !self.stopping.is_cancelled()
     }
 
     /// Whether the daemon is ready now, marking both inputs as seen for [`Self::changed`].
     fn observe(&mut self) -> bool {
         let ready = *self.ready.borrow_and_update();
-        let stopping = *self.stopping.borrow_and_update();
-        ready && !stopping
+        self.stopping_seen = self.stopping.is_cancelled();
+        ready && !self.stopping_seen
     }
 
-    /// Completes after either input changes (or both senders are gone: never again).
+    /// Completes after either input changes (never again once the supervisor is gone and
+    /// shutdown has been seen).
     async fn changed(&mut self) {
         let ready_gone = self.ready.has_changed().is_err();
-        let stopping_gone = self.stopping.has_changed().is_err();
-        if ready_gone && stopping_gone {
+        if ready_gone && self.stopping_seen {
             std::future::pending::<()>().await;
         }
         tokio::select! {
             result = self.ready.changed(), if !ready_gone => { let _ = result; }
-            result = self.stopping.changed(), if !stopping_gone => { let _ = result; }
+            () = self.stopping.cancelled(), if !self.stopping_seen => {}
         }
     }
 }
@@ -85,7 +91,7 @@ pub struct ManagementServer {
     metrics: Arc<Metrics>,
     store: Arc<Store>,
     sources: StatsReader,
-    readiness: Readiness,
+    readiness: TrafficReadiness,
 }
 
 impl ManagementServer {
@@ -94,7 +100,7 @@ impl ManagementServer {
         metrics: Arc<Metrics>,
         store: Arc<Store>,
         sources: StatsReader,
-        readiness: Readiness,
+        readiness: TrafficReadiness,
     ) -> ManagementServer {
         ManagementServer {
             metrics,
@@ -117,12 +123,12 @@ impl ManagementServer {
         out
     }
 
-    /// Serves on `listener` until `shutdown` completes (the daemon completes it last, after
+    /// Serves on `listener` until `shutdown` is cancelled (the daemon cancels it last, after
     /// every other port has drained).
     pub async fn serve(
         self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -171,19 +177,18 @@ impl ManagementServer {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving management (healthz, readyz, metrics, grpc health)");
         }
-        let (stop_accepting, stopped) = oneshot::channel::<()>();
         let server = Server::builder()
             .accept_http1(true)
             .add_routes(routes)
             // The shared accept loop: no spin when descriptors run out, silent clients closed.
-            .serve_with_incoming_shutdown(listener::incoming(listener.into(), None), async {
-                let _ = stopped.await;
-            });
+            .serve_with_incoming_shutdown(
+                listener::incoming(listener.into(), None),
+                shutdown.clone().cancelled_owned(),
+            );
         tokio::pin!(server);
         let result = tokio::select! {
             result = &mut server => result,
-            () = shutdown => {
-                let _ = stop_accepting.send(());
+            () = shutdown.cancelled() => {
                 tokio::time::timeout(CLOSE_GRACE, server).await.unwrap_or(Ok(()))
             }
         };
@@ -193,7 +198,7 @@ impl ManagementServer {
 }
 
 /// Mirrors readiness into `grpc.health.v1` (the whole server, service name `""`).
-async fn report_health(health: HealthReporter, mut readiness: Readiness) {
+async fn report_health(health: HealthReporter, mut readiness: TrafficReadiness) {
     loop {
         let status = if readiness.observe() {
             ServingStatus::Serving
@@ -255,12 +260,12 @@ mod tests {
     #[test]
     fn readiness_needs_sources_and_no_shutdown() {
         let (ready_tx, ready) = watch::channel(false);
-        let (stopping_tx, stopping) = watch::channel(false);
-        let readiness = Readiness::new(ready, stopping);
+        let stopping = CancellationToken::new();
+        let readiness = TrafficReadiness::new(ready, stopping.clone());
         assert!(!readiness.is_ready());
         ready_tx.send_replace(true);
         assert!(readiness.is_ready());
-        stopping_tx.send_replace(true);
+        stopping.cancel();
         assert!(!readiness.is_ready());
     }
 }

@@ -26,6 +26,7 @@ pub mod limits;
 mod ofrep;
 mod schema_v1;
 mod server;
+mod stream;
 mod v1;
 mod v2;
 

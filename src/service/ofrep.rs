@@ -7,7 +7,6 @@
 //! reflects the flags, the context and the selector) and `If-None-Match` is answered with
 //! `304 Not Modified`.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -21,6 +20,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::cors::CorsOnOrigin;
 use super::evaluation::selector;
@@ -85,13 +85,13 @@ impl OfrepServer {
         }
     }
 
-    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` is cancelled, then
     /// lets in-flight requests finish.
     pub async fn serve(
         self,
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let listener = listener.into();
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving OFREP");

@@ -207,24 +207,38 @@ struct Resolve<'a, V: Serialize> {
     metadata: Option<&'a Map<String, Value>>,
 }
 
-/// v1 and schema.v1: plain fields, always emitted.
-macro_rules! plain_responses {
-    ($($ty:ty => |$v:ident| $value:expr),* $(,)?) => {$(
+/// Implements [`ToJson`] for Resolve* responses. `plain`: v1 and schema.v1, whose fields
+/// are always emitted; `optional`: v2, whose `value` and `variant` are proto3 `optional`
+/// and omitted when unset. `|v| expr` turns a reference to the value into its JSON form.
+macro_rules! resolve_responses {
+    ($shape:ident: $($ty:ty => |$v:ident| $value:expr),* $(,)?) => {$(
         impl ToJson for $ty {
             fn to_json(&self) -> Vec<u8> {
-                let $v = &self.value;
                 encode(&Resolve {
-                    value: Some($value),
+                    value: resolve_responses!(@value $shape, self, |$v| $value),
                     reason: &self.reason,
-                    variant: Some(&self.variant),
+                    variant: resolve_responses!(@variant $shape, self),
                     metadata: object(&self.metadata),
                 })
             }
         }
     )*};
+    (@value plain, $response:ident, |$v:ident| $value:expr) => {{
+        let $v = &$response.value;
+        Some($value)
+    }};
+    (@value optional, $response:ident, |$v:ident| $value:expr) => {
+        $response.value.as_ref().map(|$v| $value)
+    };
+    (@variant plain, $response:ident) => {
+        Some($response.variant.as_str())
+    };
+    (@variant optional, $response:ident) => {
+        $response.variant.as_deref()
+    };
 }
 
-plain_responses!(
+resolve_responses!(plain:
     v1::ResolveBooleanResponse => |v| *v,
     v1::ResolveStringResponse => |v| v.as_str(),
     v1::ResolveFloatResponse => |v| Double(*v),
@@ -237,23 +251,7 @@ plain_responses!(
     schema_v1::ResolveObjectResponse => |v| object(v),
 );
 
-/// v2: `value` and `variant` are proto3 `optional`, omitted when unset.
-macro_rules! optional_responses {
-    ($($ty:ty => |$v:ident| $value:expr),* $(,)?) => {$(
-        impl ToJson for $ty {
-            fn to_json(&self) -> Vec<u8> {
-                encode(&Resolve {
-                    value: self.value.as_ref().map(|$v| $value),
-                    reason: &self.reason,
-                    variant: self.variant.as_deref(),
-                    metadata: object(&self.metadata),
-                })
-            }
-        }
-    )*};
-}
-
-optional_responses!(
+resolve_responses!(optional:
     v2::ResolveBooleanResponse => |v| *v,
     v2::ResolveStringResponse => |v| v.as_str(),
     v2::ResolveFloatResponse => |v| Double(*v),
@@ -266,7 +264,7 @@ optional_responses!(
 
 /// The set member of the `AnyFlag.value` oneof (an unset oneof is omitted).
 #[derive(serde::Serialize)]
-enum AnyValue<'a> {
+enum AnyFlagValue<'a> {
     #[serde(rename = "boolValue")]
     Bool(bool),
     #[serde(rename = "stringValue")]
@@ -283,7 +281,7 @@ struct AnyFlag<'a> {
     reason: &'a str,
     variant: &'a str,
     #[serde(flatten)]
-    value: Option<AnyValue<'a>>,
+    value: Option<AnyFlagValue<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Option<&'a Map<String, Value>>>,
 }
@@ -298,64 +296,57 @@ struct ResolveAll<'a> {
 macro_rules! any_value {
     ($module:ident, $value:expr) => {
         $value.as_ref().map(|value| match value {
-            $module::any_flag::Value::BoolValue(b) => AnyValue::Bool(*b),
-            $module::any_flag::Value::StringValue(s) => AnyValue::String(s),
-            $module::any_flag::Value::DoubleValue(f) => AnyValue::Double(Double(*f)),
-            $module::any_flag::Value::ObjectValue(o) => AnyValue::Object(&o.0),
+            $module::any_flag::Value::BoolValue(b) => AnyFlagValue::Bool(*b),
+            $module::any_flag::Value::StringValue(s) => AnyFlagValue::String(s),
+            $module::any_flag::Value::DoubleValue(f) => AnyFlagValue::Double(Double(*f)),
+            $module::any_flag::Value::ObjectValue(o) => AnyFlagValue::Object(&o.0),
         })
     };
 }
 
-impl ToJson for v1::ResolveAllResponse {
-    fn to_json(&self) -> Vec<u8> {
-        let flags = self
-            .flags
-            .iter()
-            .map(|(key, flag)| {
-                let view = AnyFlag {
-                    reason: &flag.reason,
-                    variant: &flag.variant,
-                    value: any_value!(v1, flag.value),
-                    metadata: Some(object(&flag.metadata)),
-                };
-                (key.as_str(), view)
-            })
-            .collect();
-        encode(&ResolveAll {
-            flags,
-            metadata: Some(object(&self.metadata)),
-        })
-    }
+/// Implements [`ToJson`] for a ResolveAll response; `metadata` where the version has
+/// per-flag and response metadata (v1), `no_metadata` where it has none (schema.v1).
+macro_rules! resolve_all_response {
+    ($module:ident, $with:ident) => {
+        impl ToJson for $module::ResolveAllResponse {
+            fn to_json(&self) -> Vec<u8> {
+                let flags = self
+                    .flags
+                    .iter()
+                    .map(|(key, flag)| {
+                        let view = AnyFlag {
+                            reason: &flag.reason,
+                            variant: &flag.variant,
+                            value: any_value!($module, flag.value),
+                            metadata: resolve_all_response!(@metadata $with, flag),
+                        };
+                        (key.as_str(), view)
+                    })
+                    .collect();
+                encode(&ResolveAll {
+                    flags,
+                    metadata: resolve_all_response!(@metadata $with, self),
+                })
+            }
+        }
+    };
+    (@metadata metadata, $message:ident) => {
+        Some(object(&$message.metadata))
+    };
+    (@metadata no_metadata, $message:ident) => {
+        None
+    };
 }
 
-impl ToJson for schema_v1::ResolveAllResponse {
-    fn to_json(&self) -> Vec<u8> {
-        let flags = self
-            .flags
-            .iter()
-            .map(|(key, flag)| {
-                let view = AnyFlag {
-                    reason: &flag.reason,
-                    variant: &flag.variant,
-                    value: any_value!(schema_v1, flag.value),
-                    metadata: None,
-                };
-                (key.as_str(), view)
-            })
-            .collect();
-        encode(&ResolveAll {
-            flags,
-            metadata: None,
-        })
-    }
-}
+resolve_all_response!(v1, metadata);
+resolve_all_response!(schema_v1, no_metadata);
 
 // ---------------------------------------------------------------------------------------
 // EventStream
 
 /// `EventStreamResponse`: `type` (1), `data` (2; `null` for keep-alives).
 #[derive(serde::Serialize)]
-struct Event<'a> {
+struct EventMessage<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     data: Option<&'a Map<String, Value>>,
@@ -365,7 +356,7 @@ macro_rules! event_responses {
     ($($ty:ty),* $(,)?) => {$(
         impl ToJson for $ty {
             fn to_json(&self) -> Vec<u8> {
-                encode(&Event { kind: &self.r#type, data: object(&self.data) })
+                encode(&EventMessage { kind: &self.r#type, data: object(&self.data) })
             }
         }
     )*};

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -60,9 +61,10 @@ pub struct EvaluationConfig {
 /// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
 #[derive(Debug)]
 pub struct EvaluationServer {
-    service: Arc<EvaluationService>,
+    evaluator: Arc<Evaluator>,
+    streams: StreamConfig,
+    stream_limit: StreamLimit,
     metrics: Arc<Metrics>,
-    draining: watch::Sender<bool>,
     max_request_body: usize,
     cors_origins: Vec<String>,
     max_concurrent_streams: u32,
@@ -77,25 +79,18 @@ impl EvaluationServer {
         metrics: Arc<Metrics>,
         limit: StreamLimit,
     ) -> EvaluationServer {
-        let (draining, draining_rx) = watch::channel(false);
-        let service = EvaluationService::new(
-            evaluator,
-            config.streams,
-            draining_rx,
-            metrics.clone(),
-            limit,
-        );
         EvaluationServer {
-            service: Arc::new(service),
+            evaluator,
+            streams: config.streams,
+            stream_limit: limit,
             metrics,
-            draining,
             max_request_body: config.max_request_body,
             cors_origins: config.cors_origins,
             max_concurrent_streams: config.max_concurrent_streams,
         }
     }
 
-    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` is cancelled, then
     /// drains: health turns NOT_SERVING, event streams get `provider_shutdown` and end,
     /// in-flight requests finish (for at most five seconds). Health reports SERVING once
     /// `ready` is `true`.
@@ -104,8 +99,15 @@ impl EvaluationServer {
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,
         ready: watch::Receiver<bool>,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
+        let service = Arc::new(EvaluationService::new(
+            self.evaluator,
+            self.streams,
+            shutdown.clone(),
+            self.metrics.clone(),
+            self.stream_limit,
+        ));
         let limit = match self.max_request_body {
             0 => usize::MAX,
             limit => limit,
@@ -116,11 +118,7 @@ impl EvaluationServer {
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
-        let mut health_task = tokio::spawn(report_health(
-            health.clone(),
-            ready,
-            self.draining.subscribe(),
-        ));
+        let mut health_task = tokio::spawn(report_health(health.clone(), ready, shutdown.clone()));
 
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -130,7 +128,7 @@ impl EvaluationServer {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let evaluator = &self.service;
+        let evaluator = &service;
         // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = Server::builder()
@@ -174,8 +172,7 @@ impl EvaluationServer {
         let result = serve_until_drained(
             "evaluation server",
             listener::incoming(listener, tls),
-            shutdown,
-            &self.draining,
+            &shutdown,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
             async {
                 // Stop the reporter first so it cannot flip health back to SERVING.
@@ -213,13 +210,13 @@ fn size_limit_is_resource_exhausted<B>(mut response: http::Response<B>) -> http:
 async fn report_health(
     health: HealthReporter,
     mut ready: watch::Receiver<bool>,
-    mut draining: watch::Receiver<bool>,
+    draining: CancellationToken,
 ) {
     let became_ready = tokio::select! {
         became_ready = ready.wait_for(|ready| *ready) => became_ready.is_ok(),
-        _ = draining.wait_for(|draining| *draining) => false,
+        () = draining.cancelled() => false,
     };
-    if became_ready && !*draining.borrow() {
+    if became_ready && !draining.is_cancelled() {
         for name in HEALTH_NAMES {
             health
                 .set_service_status(name, ServingStatus::Serving)
@@ -231,36 +228,29 @@ async fn report_health(
 /// Resolves when a server should stop accepting connections.
 pub(super) type StopAccepting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Runs the server `serve` builds on `incoming` until it fails or `shutdown` completes; on
-/// shutdown it flags `draining`, runs `on_drain`, stops accepting and lets in-flight calls
-/// finish (the caller bounds the wait by the shutdown grace). `name` labels the log lines.
+/// Runs the server `serve` builds on `incoming` until it fails or `shutdown` is cancelled
+/// (which also tells the server's streams to end); then runs `on_drain`, stops accepting
+/// and lets in-flight calls finish (the caller bounds the wait by the shutdown grace).
+/// `name` labels the log lines.
 pub(super) async fn serve_until_drained<S>(
     name: &str,
     incoming: Incoming,
-    shutdown: impl Future<Output = ()>,
-    draining: &watch::Sender<bool>,
+    shutdown: &CancellationToken,
     serve: impl FnOnce(Incoming, StopAccepting) -> S,
     on_drain: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error>
 where
     S: Future<Output = Result<(), tonic::transport::Error>>,
 {
-    let (stop_accepting, stopped) = oneshot::channel::<()>();
-    let server = serve(
-        incoming,
-        Box::pin(async {
-            let _ = stopped.await;
-        }),
-    );
+    let stop_accepting = CancellationToken::new();
+    let server = serve(incoming, Box::pin(stop_accepting.clone().cancelled_owned()));
     tokio::pin!(server);
-    tokio::pin!(shutdown);
     tokio::select! {
         result = &mut server => result,
-        () = &mut shutdown => {
+        () = shutdown.cancelled() => {
             tracing::info!("{name} draining");
-            draining.send_replace(true);
             on_drain.await;
-            let _ = stop_accepting.send(());
+            stop_accepting.cancel();
             // No deadline of its own: the daemon bounds the whole drain by --shutdown-grace
             // and drops (or aborts) this future when it expires.
             server.await

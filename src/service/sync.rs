@@ -17,7 +17,6 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,12 +24,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
-use super::events::deadline_at;
 use super::limits::StreamLimit;
 use super::listener::{self, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
@@ -41,6 +40,7 @@ use super::proto::sync_v1::{
 };
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::server::{serve_until_drained, ServeError};
+use super::stream::{StreamLoop, StreamMessages};
 use super::wire::JsonStruct;
 use crate::eval::Context;
 use crate::store::{Selector, Snapshot, Store};
@@ -73,8 +73,10 @@ pub struct SyncServiceConfig {
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
 #[derive(Debug)]
 pub struct SyncServer {
-    service: SyncService,
-    draining: watch::Sender<bool>,
+    config: SyncServiceConfig,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    stream_limit: StreamLimit,
 }
 
 /// The `FlagSyncService` implementation.
@@ -87,10 +89,10 @@ struct Shared {
     sync_context: JsonStruct,
     metadata_disabled: bool,
     deadline: Option<Duration>,
-    draining: watch::Receiver<bool>,
+    /// Cancelled when the port starts draining: SyncFlags streams end.
+    draining: CancellationToken,
     metrics: Arc<Metrics>,
     stream_limit: StreamLimit,
-    max_concurrent_streams: u32,
 }
 
 impl SyncServer {
@@ -102,24 +104,15 @@ impl SyncServer {
         metrics: Arc<Metrics>,
         limit: StreamLimit,
     ) -> SyncServer {
-        let (draining, draining_rx) = watch::channel(false);
-        let sync_context = JsonStruct(config.static_context);
         SyncServer {
-            service: SyncService(Arc::new(Shared {
-                store,
-                sync_context,
-                metadata_disabled: config.disable_sync_metadata,
-                deadline: config.stream_deadline,
-                draining: draining_rx,
-                metrics,
-                stream_limit: limit,
-                max_concurrent_streams: config.max_concurrent_streams,
-            })),
-            draining,
+            config,
+            store,
+            metrics,
+            stream_limit: limit,
         }
     }
 
-    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` completes, then
+    /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` is cancelled, then
     /// ends every SyncFlags stream cleanly (status OK) and lets in-flight calls finish for at
     /// most five seconds.
     ///
@@ -131,16 +124,25 @@ impl SyncServer {
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,
         mut ready: watch::Receiver<bool>,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
-        tokio::pin!(shutdown);
         tokio::select! {
             _ = ready.wait_for(|ready| *ready) => {}
             () = sleep(STARTUP_GATE) => {
                 tracing::warn!("sync sources not ready after 5 s; serving the sync port anyway");
             }
-            () = &mut shutdown => return Ok(()),
+            () = shutdown.cancelled() => return Ok(()),
         }
+        let max_concurrent_streams = self.config.max_concurrent_streams;
+        let service = SyncService(Arc::new(Shared {
+            store: self.store,
+            sync_context: JsonStruct(self.config.static_context),
+            metadata_disabled: self.config.disable_sync_metadata,
+            deadline: self.config.stream_deadline,
+            draining: shutdown.clone(),
+            metrics: self.metrics,
+            stream_limit: self.stream_limit,
+        }));
 
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -148,13 +150,13 @@ impl SyncServer {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let metrics = self.service.0.metrics.clone();
+        let metrics = service.0.metrics.clone();
         let router = Server::builder()
-            .max_concurrent_streams(Some(self.service.0.max_concurrent_streams))
+            .max_concurrent_streams(Some(max_concurrent_streams))
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(HttpMetricsLayer::new(metrics, "flagd-sync", grpc_route))
-            .add_service(FlagSyncServiceServer::new(self.service.clone()))
+            .add_service(FlagSyncServiceServer::new(service))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
@@ -163,8 +165,7 @@ impl SyncServer {
         serve_until_drained(
             "sync server",
             listener::incoming(listener, tls),
-            shutdown,
-            &self.draining,
+            &shutdown,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
             async {},
         )
@@ -212,20 +213,23 @@ impl FlagSyncService for SyncService {
         let (selector, selector_text) = Self::selector(&headers, body_selector)?;
         let slot = self.0.stream_limit.acquire()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let task = SyncStream {
+        let task = StreamLoop {
             _open: self
                 .0
                 .metrics
                 .sync_stream_opened(&selector_text, &body.provider_id),
             _slot: slot,
-            service: self.clone(),
             tx,
-            selector,
             snapshots: self.0.store.subscribe(),
             draining: self.0.draining.clone(),
+            keep_alive: Duration::ZERO,
             deadline: self.0.deadline.and_then(|d| Instant::now().checked_add(d)),
         };
-        tokio::spawn(task.run());
+        tokio::spawn(task.run(Documents {
+            service: self.clone(),
+            selector,
+            last: String::new(),
+        }));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -254,59 +258,38 @@ impl FlagSyncService for SyncService {
     }
 }
 
-/// One SyncFlags call: the current document, then every new one, until the client leaves,
-/// the deadline passes or the server drains.
-struct SyncStream {
-    /// Keeps the active-streams gauge up while the stream runs.
-    _open: super::metrics::StreamGuard,
-    /// Holds this stream's place under `--max-open-streams` until it ends.
-    _slot: super::limits::StreamSlot,
+/// The messages of one SyncFlags call: the current document, then every new one (never the
+/// same document twice in a row); the stream ends with OK when the server drains.
+struct Documents {
     service: SyncService,
-    tx: mpsc::Sender<Result<SyncFlagsResponse, Status>>,
     selector: Selector,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    draining: watch::Receiver<bool>,
-    deadline: Option<Instant>,
+    last: String,
 }
 
-impl SyncStream {
-    async fn run(mut self) {
-        let snapshot = self.snapshots.borrow_and_update().clone();
-        let first = self.service.response(&snapshot, &self.selector);
-        let mut last = first.flag_configuration.clone();
-        if self.tx.send(Ok(first)).await.is_err() {
-            return;
+impl StreamMessages for Documents {
+    type Message = SyncFlagsResponse;
+
+    fn open(&mut self, snapshot: &Arc<Snapshot>) -> SyncFlagsResponse {
+        let first = self.service.response(snapshot, &self.selector);
+        self.last.clone_from(&first.flag_configuration);
+        first
+    }
+
+    fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<SyncFlagsResponse> {
+        let response = self.service.response(snapshot, &self.selector);
+        if response.flag_configuration == self.last {
+            return None;
         }
-        let deadline = deadline_at(self.deadline);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                biased;
-                // Also reached when the server is gone (sender dropped): end with OK.
-                _ = async { self.draining.wait_for(|draining| *draining).await.is_ok() } => return,
-                () = &mut deadline => {
-                    let status =
-                        Status::deadline_exceeded("stream closed due to server-side timeout");
-                    let _ = self.tx.send(Err(status)).await;
-                    return;
-                }
-                changed = self.snapshots.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let snapshot = self.snapshots.borrow_and_update().clone();
-                    let response = self.service.response(&snapshot, &self.selector);
-                    if response.flag_configuration == last {
-                        continue;
-                    }
-                    last.clone_from(&response.flag_configuration);
-                    if self.tx.send(Ok(response)).await.is_err() {
-                        return;
-                    }
-                }
-                () = self.tx.closed() => return,
-            }
-        }
+        self.last.clone_from(&response.flag_configuration);
+        Some(response)
+    }
+
+    fn keep_alive(&mut self) -> Option<SyncFlagsResponse> {
+        None
+    }
+
+    fn drained(&mut self) -> Option<SyncFlagsResponse> {
+        None
     }
 }
 

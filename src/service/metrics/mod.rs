@@ -361,62 +361,55 @@ pub fn render_sources(
     for info in applied {
         family.sample(&[("source", &info.uri)], unix(info.applied_at));
     }
-    let mut family = Family::counter(
-        out,
-        "flagpole_source_applied_payloads_total",
-        "Configurations from the source that were parsed and applied.",
-    );
-    for s in stats {
-        family.sample(&[("source", &s.uri)], s.applied as f64);
-    }
-    let mut family = Family::counter(
-        out,
-        "flagpole_source_rejected_payloads_total",
-        "Payloads from the source that were not applied (invalid or source unavailable).",
-    );
-    for s in stats {
-        family.sample(&[("source", &s.uri)], s.rejected as f64);
-    }
-    let mut family = Family::gauge(
-        out,
-        "flagpole_source_ready",
-        "1 once the source has applied a valid configuration.",
-    );
-    for s in stats {
-        family.sample(&[("source", &s.uri)], if s.ready { 1.0 } else { 0.0 });
-    }
-    let mut family = Family::gauge(
-        out,
-        "flagpole_source_from_cache",
-        "1 while the source is served from its --cache-dir copy because it has not answered.",
-    );
-    for s in stats {
-        family.sample(&[("source", &s.uri)], if s.from_cache { 1.0 } else { 0.0 });
-    }
-    render_reads(out, stats, unix);
-}
-
-/// Appends the read-level series: successes, failures and what each fetch returned. Unlike
-/// the payload counters these move on every poll, so an outage shows even while the last good
-/// configuration keeps serving.
-fn render_reads(out: &mut String, stats: &[SourceStats], unix: impl Fn(SystemTime) -> f64) {
-    let mut family = Family::gauge(
-        out,
-        "flagpole_source_last_success_timestamp_seconds",
-        "Unix time of the source's last successful read (a document or a not-modified answer) or, for an SQS queue, receive.",
-    );
-    for s in stats {
-        if let Some(at) = s.last_success {
-            family.sample(&[("source", &s.uri)], unix(at));
+    let unix_time = |at: Option<SystemTime>| at.map(&unix);
+    // Declaration, name, help and one source's value (`None`: no sample), in output order.
+    let families: [SourceFamily<'_>; 6] = [
+        (
+            counter,
+            "flagpole_source_applied_payloads_total",
+            "Configurations from the source that were parsed and applied.",
+            &|s| Some(s.applied as f64),
+        ),
+        (
+            counter,
+            "flagpole_source_rejected_payloads_total",
+            "Payloads from the source that were not applied (invalid or source unavailable).",
+            &|s| Some(s.rejected as f64),
+        ),
+        (
+            gauge,
+            "flagpole_source_ready",
+            "1 once the source has applied a valid configuration.",
+            &|s| Some(if s.ready { 1.0 } else { 0.0 }),
+        ),
+        (
+            gauge,
+            "flagpole_source_from_cache",
+            "1 while the source is served from its --cache-dir copy because it has not answered.",
+            &|s| Some(if s.from_cache { 1.0 } else { 0.0 }),
+        ),
+        // The read-level series move on every poll, unlike the payload counters, so an
+        // outage shows even while the last good configuration keeps serving.
+        (
+            gauge,
+            "flagpole_source_last_success_timestamp_seconds",
+            "Unix time of the source's last successful read (a document or a not-modified answer) or, for an SQS queue, receive.",
+            &|s| unix_time(s.last_success),
+        ),
+        (
+            counter,
+            "flagpole_source_errors_total",
+            "Failed reads of the source or receives from the queue (every retry counts).",
+            &|s| Some(s.errors as f64),
+        ),
+    ];
+    for (declare, name, help, value) in families {
+        let mut family = declare(out, name, help);
+        for s in stats {
+            if let Some(value) = value(s) {
+                family.sample(&[("source", &s.uri)], value);
+            }
         }
-    }
-    let mut family = Family::counter(
-        out,
-        "flagpole_source_errors_total",
-        "Failed reads of the source or receives from the queue (every retry counts).",
-    );
-    for s in stats {
-        family.sample(&[("source", &s.uri)], s.errors as f64);
     }
     let mut family = Family::counter(
         out,
@@ -433,6 +426,27 @@ fn render_reads(out: &mut String, stats: &[SourceStats], unix: impl Fn(SystemTim
             s.not_modified as f64,
         );
     }
+}
+
+/// A per-source family: declaration, name, help and one source's value (`None`: no sample).
+type SourceFamily<'v> = (
+    Declare,
+    &'static str,
+    &'static str,
+    &'v dyn Fn(&SourceStats) -> Option<f64>,
+);
+
+/// How a family is declared: [`gauge`] or [`counter`].
+type Declare = for<'o> fn(&'o mut String, &'static str, &str) -> Family<'o>;
+
+/// [`Family::gauge`] as a function pointer of type [`Declare`].
+fn gauge<'o>(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
+    Family::gauge(out, name, help)
+}
+
+/// [`Family::counter`] as a function pointer of type [`Declare`].
+fn counter<'o>(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
+    Family::counter(out, name, help)
 }
 
 /// The evaluator reports every evaluation here; the error code arrives as such.
