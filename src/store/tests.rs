@@ -400,3 +400,42 @@ fn sources_reports_applied_sources() {
     assert!(snapshot.get("f", &Selector::All).is_none());
     assert_eq!(store.sources().len(), 1);
 }
+
+#[test]
+fn key_lookup_finds_every_key_and_only_those() {
+    // Keys of every length around the hasher's 8-byte words, prefixes of one another, and
+    // keys differing only by trailing zero bytes.
+    let mut keys: Vec<String> = (0..2_000).map(|i| format!("flag-{i}")).collect();
+    keys.extend((1..=24).map(|n| "k".repeat(n)));
+    keys.extend(["a", "a\0", "a\0\0", "12345678", "123456780"].map(str::to_owned));
+    let store = Store::new();
+    let flags = keys.iter().map(|k| flag(k, None, "on")).collect();
+    let snapshot = store.apply(0, "file:keys.json", doc(flags));
+    for key in &keys {
+        let found = snapshot.get(key, &Selector::All).map(StoredFlag::key);
+        assert_eq!(found, Some(key.as_str()));
+    }
+    for missing in [
+        "",
+        "flag-2000",
+        "k".repeat(25).as_str(),
+        "a\0\0\0",
+        "flag-1 ",
+    ] {
+        assert!(
+            snapshot.get(missing, &Selector::All).is_none(),
+            "{missing:?}"
+        );
+    }
+}
+
+#[test]
+fn key_hasher_spreads_keys_that_differ_only_at_the_end() {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let build = BuildHasherDefault::<super::snapshot::KeyHasher>::default();
+    let hashes: std::collections::HashSet<u64> = ["a", "a\0", "a\0\0", "flag-1", "flag-10"]
+        .iter()
+        .map(|k| build.hash_one(k))
+        .collect();
+    assert_eq!(hashes.len(), 5);
+}
