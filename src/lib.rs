@@ -15,6 +15,8 @@ pub mod config;
 pub mod daemon;
 pub mod eval;
 pub mod flags;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod probe;
 pub mod rules;
 pub mod service;
