@@ -94,9 +94,18 @@ async fn invoke(sim: &Simulator, event: Value) -> Answer {
         json!(true),
         "JSON comes back as text"
     );
+    // Payload 1.0 answers may carry headers in `multiValueHeaders` only.
+    let mut headers = payload["headers"].clone();
+    if let Some(multi) = payload["multiValueHeaders"].as_object() {
+        for (name, values) in multi {
+            if headers.get(name).is_none() {
+                headers[name] = values[0].clone();
+            }
+        }
+    }
     Answer {
         status: payload["statusCode"].as_u64().expect("statusCode") as u16,
-        headers: payload["headers"].clone(),
+        headers,
         body,
     }
 }

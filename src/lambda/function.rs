@@ -157,7 +157,11 @@ pub async fn run_function(settings: Settings, refresh: RefreshConfig) -> Result<
     let handler = lambda_http::service_fn(move |request: lambda_http::Request| {
         let app = app.clone();
         async move {
-            let (parts, body) = request.into_parts();
+            let stage = stage(&request);
+            let (mut parts, body) = request.into_parts();
+            if let Some(uri) = stage.and_then(|stage| without_stage(&parts.uri, &stage)) {
+                parts.uri = uri;
+            }
             let request = Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
             let response = app.handle(request).await;
             Ok::<_, Infallible>(to_lambda(response))
@@ -166,6 +170,31 @@ pub async fn run_function(settings: Settings, refresh: RefreshConfig) -> Result<
     lambda_http::run(handler)
         .await
         .map_err(|e| LambdaError::Api(e.to_string()))
+}
+
+/// The REST API stage of the event, which lambda_http puts in front of the path.
+fn stage(request: &lambda_http::Request) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt as _;
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(context) => context.stage.clone(),
+        _ => None,
+    }
+}
+
+/// `uri` without the leading `/<stage>`, so routes match whatever the stage is called.
+fn without_stage(uri: &http::Uri, stage: &str) -> Option<http::Uri> {
+    let rest = uri.path().strip_prefix('/')?.strip_prefix(stage)?;
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// JSON and text go back as text, anything else (protobuf) base64-encoded.
