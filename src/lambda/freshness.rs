@@ -138,7 +138,9 @@ pub async fn wait_ready(
         for source in stats
             .stats()
             .into_iter()
-            .filter(|s| s.provider == "s3" && !s.ready)
+            // Only sources that have failed: a poke while a first fetch is still in flight
+            // would queue a second GET behind it.
+            .filter(|s| s.provider == "s3" && !s.ready && s.errors > 0)
         {
             if let Ok(location) = S3Location::parse(&source.uri) {
                 // Fire and forget: readiness is what is waited for.
