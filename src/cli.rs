@@ -52,6 +52,12 @@ pub enum Command {
     Healthcheck(ProbeArgs),
     /// Probe the running daemon's readiness (`/readyz` on the management port): exit 0 on 200.
     Ready(ProbeArgs),
+    /// Run as an AWS Lambda extension serving the flagd ports on localhost (docs/lambda.md).
+    #[cfg(feature = "lambda")]
+    LambdaExtension(Box<crate::lambda::LambdaArgs>),
+    /// Run as an AWS Lambda function answering OFREP and Connect (docs/lambda.md).
+    #[cfg(feature = "lambda")]
+    Lambda(Box<crate::lambda::LambdaArgs>),
 }
 
 /// Flags of `flagpole healthcheck` and `flagpole ready`.

@@ -122,6 +122,17 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    run_with(settings, listeners, shutdown, |_| {}).await
+}
+
+/// [`run`], handing `started` the sync supervisor once its sources are starting (the Lambda
+/// extension asks it for a refresh on each INVOKE).
+pub async fn run_with(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(&Supervisor),
+) -> Result<(), DaemonError> {
     // Before anything serves: a bad certificate must stop the daemon, not downgrade it.
     let tls = ServerTls::from_paths(
         settings.server_cert_path.as_deref(),
@@ -136,6 +147,7 @@ pub async fn run(
     let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::from_settings(&settings, store.clone())?;
+    started(&supervisor);
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
     // One cap for EventStream (8013) and SyncFlags (8015) together.
     let stream_limit = StreamLimit::new(settings.max_open_streams);

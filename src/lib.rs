@@ -17,6 +17,8 @@ pub mod daemon;
 pub mod eval;
 pub mod evaluator;
 pub mod flags;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod probe;
 pub mod rules;
 pub mod service;

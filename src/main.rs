@@ -17,6 +17,9 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "lambda")]
+    let cli = Cli::parse_from(flagpole::lambda::command_line(std::env::args_os()));
+    #[cfg(not(feature = "lambda"))]
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -62,7 +65,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lambda")]
+        Command::LambdaExtension(args) => {
+            let settings = args.settings(cli.config.as_deref(), cli.debug)?;
+            init_logging(settings.log_format, settings.debug);
+            runtime()?.block_on(flagpole::lambda::run_extension(settings, args.refresh()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "lambda")]
+        Command::Lambda(args) => {
+            let settings = args.settings(cli.config.as_deref(), cli.debug)?;
+            init_logging(settings.log_format, settings.debug);
+            runtime()?.block_on(flagpole::lambda::run_function(settings, args.refresh()))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+#[cfg(feature = "lambda")]
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// Exit 0 when the probed path answers 200, 1 otherwise; one line either way, for the
