@@ -133,32 +133,49 @@ fn init_logging(format: LogFormat, debug: bool) {
 /// Completes on the first SIGINT or SIGTERM; a second one ends the process at once.
 async fn shutdown_signal() {
     let name = next_signal().await;
+    // Listen for the second signal before shutdown begins (readiness drops as soon as this
+    // returns), so a signal sent right after readiness drops is not missed.
+    let second = next_signal();
     tracing::info!("received {name}, shutting down (send it again to exit at once)");
-    tokio::spawn(async {
-        let name = next_signal().await;
+    tokio::spawn(async move {
+        let name = second.await;
         tracing::warn!("received {name} while draining: exiting now");
         std::process::exit(130);
     });
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
-async fn next_signal() -> &'static str {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Starts listening for SIGINT and SIGTERM at once; the future completes with the name of
+/// the first one that arrives after this call.
+#[cfg(unix)]
+fn next_signal() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let interrupt = async {
+            match interrupt.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let terminate = async {
+            match terminate.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate => "SIGTERM",
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => "SIGINT",
-        _ = terminate => "SIGTERM",
+    }
+}
+
+/// Waits for Ctrl-C (no SIGTERM outside unix).
+#[cfg(not(unix))]
+fn next_signal() -> impl std::future::Future<Output = &'static str> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
