@@ -300,7 +300,7 @@ pub async fn run_with(
 }
 
 /// What the evaluator needs from the settings.
-fn evaluator_config(settings: &Settings) -> EvaluatorConfig {
+pub(crate) fn evaluator_config(settings: &Settings) -> EvaluatorConfig {
     EvaluatorConfig {
         static_context: settings
             .static_context
@@ -326,7 +326,7 @@ fn evaluation_config(settings: &Settings) -> EvaluationConfig {
 }
 
 /// What the OFREP port needs from the settings.
-fn ofrep_config(settings: &Settings) -> OfrepConfig {
+pub(crate) fn ofrep_config(settings: &Settings) -> OfrepConfig {
     OfrepConfig {
         max_request_body: settings.max_request_body,
         cors_origins: settings.cors_origins.clone(),

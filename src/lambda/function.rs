@@ -13,13 +13,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use tokio::sync::watch;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer as _, ServiceExt as _};
 
 use super::{wait_ready, without_polling, Freshness, LambdaError, RefreshConfig};
 use crate::config::Settings;
-use crate::service::{ConnectLayer, CorsOnOrigin, Evaluator, OfrepServer};
+use crate::daemon::{evaluator_config, ofrep_config};
+use crate::evaluator::{Evaluator, Unobserved};
+use crate::service::limits::StreamLimit;
+use crate::service::metrics::Metrics;
+use crate::service::{ConnectLayer, CorsOnOrigin, EvaluationService, OfrepServer, StreamConfig};
 use crate::store::Store;
 use crate::sync::Supervisor;
 
@@ -31,8 +34,6 @@ pub struct FunctionApp {
     ofrep: Routes,
     connect: Routes,
     freshness: Arc<Freshness>,
-    /// Kept so the evaluator never sees the daemon "draining".
-    _draining: Arc<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for FunctionApp {
@@ -56,9 +57,12 @@ impl FunctionApp {
         let (directory, stats) = (supervisor.directory(), supervisor.stats_reader());
         wait_ready(&directory, &stats, &mut ready).await;
         let freshness = Arc::new(Freshness::new(directory, stats, refresh));
-        let (draining_tx, draining) = watch::channel(false);
-        let evaluator = Arc::new(Evaluator::new(&settings, store, draining));
-        let router = OfrepServer::new(&settings, evaluator.clone()).router();
+        let evaluator = Arc::new(Evaluator::new(
+            evaluator_config(&settings),
+            store,
+            Arc::new(Unobserved),
+        ));
+        let router = OfrepServer::new(ofrep_config(&settings), evaluator.clone()).router();
         let ofrep = BoxCloneSyncService::new(tower::service_fn(move |request| {
             let router = router.clone();
             async move {
@@ -66,9 +70,17 @@ impl FunctionApp {
                 Ok::<_, Infallible>(buffered(response).await)
             }
         }));
+        // Connect unary only (EventStream is refused above), so the stream settings and the
+        // drain token are never used.
+        let edge = Arc::new(EvaluationService::new(
+            evaluator,
+            StreamConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+            Arc::new(Metrics::new(0)),
+            StreamLimit::new(0),
+        ));
         let connect_service = CorsOnOrigin::new(&settings.cors_origins).layer(
-            ConnectLayer::new(evaluator, settings.max_request_body)
-                .layer(tower::service_fn(not_found)),
+            ConnectLayer::new(edge, settings.max_request_body).layer(tower::service_fn(not_found)),
         );
         let connect =
             BoxCloneSyncService::new(tower::service_fn(move |request: Request<Full<Bytes>>| {
@@ -83,7 +95,6 @@ impl FunctionApp {
             ofrep,
             connect,
             freshness,
-            _draining: Arc::new(draining_tx),
         };
         Ok((app, supervisor))
     }
