@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod eval;
 pub mod flags;
+pub mod options;
 pub mod probe;
 pub mod rules;
 pub mod service;

@@ -15,11 +15,13 @@ mod config_object;
 mod embedded;
 mod file;
 pub mod limit;
+mod options;
 mod provider;
 mod s3;
 mod sns;
 mod source;
 mod sqs;
+pub mod uri;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,13 +29,14 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{self, AwsSettings, Settings, SourceConfig};
+use crate::options::duration::MAX_DURATION;
 use crate::store::Store;
 
 pub use aws::{Aws, Backoff, S3Endpoint};
 pub use embedded::{EmbeddedSource, DEFAULT_FLAGS, EMBEDDED_URI};
 pub use file::{FileSource, DEFAULT_POLL_INTERVAL};
-pub use provider::Provider;
+pub use options::{AwsOptionError, AwsOptions, AwsSettings, SyncConfig};
+pub use provider::{names, Provider, ProviderError, SourceConfig};
 pub use s3::{S3Location, S3Source};
 pub use sns::FANOUT_MAX_RECEIVES;
 pub use source::{
@@ -41,6 +44,7 @@ pub use source::{
     SourceContext, SourceFuture, SourceStats,
 };
 pub use sqs::{parse_message, InlineDocument, Message, ObjectEvent, INLINE_PROVIDER};
+pub use uri::{parse_sources, parse_sources_json, parse_uri, SourceConfigError};
 
 use source::{DocumentHandler, Readiness, RefreshHandle, SourceState};
 
@@ -166,7 +170,7 @@ impl SourceDirectory {
         let object = S3Location::parse(&uri)
             .ok()
             .map(|l| (l.bucket, l.key))
-            .filter(|_| provider == "s3");
+            .filter(|_| provider == Provider::S3.as_str());
         let state = Arc::new(SourceState::new(uri.clone(), provider, priority));
         let counted = match origin {
             // Counted when the supervisor started.
@@ -270,11 +274,8 @@ impl SourceDirectory {
                 None => {
                     let priority = INLINE_PRIORITY + inner.next_inline;
                     inner.next_inline += 1;
-                    let state = Arc::new(SourceState::new(
-                        uri.to_owned(),
-                        INLINE_PROVIDER.to_owned(),
-                        priority,
-                    ));
+                    let state =
+                        Arc::new(SourceState::new(uri.to_owned(), INLINE_PROVIDER, priority));
                     let sink = PayloadSink::new(
                         state.clone(),
                         self.store.clone(),
@@ -308,11 +309,7 @@ impl SourceDirectory {
         {
             return entry.state.clone();
         }
-        let state = Arc::new(SourceState::new(
-            url.to_owned(),
-            "sqs".to_owned(),
-            usize::MAX,
-        ));
+        let state = Arc::new(SourceState::new(url.to_owned(), names::QUEUE, usize::MAX));
         inner.entries.push(Entry {
             state: state.clone(),
             refresh: None,
@@ -484,16 +481,13 @@ impl Supervisor {
     ///
     /// Every source is validated before any task starts. Must be called inside a tokio runtime.
     pub fn start(sources: &[SourceConfig], store: Arc<Store>) -> Result<Supervisor, SyncError> {
-        let settings = Settings {
-            sources: sources.to_vec(),
-            ..Settings::default()
-        };
-        Supervisor::from_settings(&settings, store)
+        Supervisor::from_config(SyncConfig::sources(sources), store)
     }
 
-    /// Starts everything `settings` asks for: the sources, the S3 configuration object and
+    /// Starts everything `config` asks for: the sources, the S3 configuration object and
     /// the SQS consumer (with its SNS fan-out queue). Must be called inside a tokio runtime.
-    pub fn from_settings(settings: &Settings, store: Arc<Store>) -> Result<Supervisor, SyncError> {
+    pub fn from_config(config: SyncConfig, store: Arc<Store>) -> Result<Supervisor, SyncError> {
+        let settings = &config;
         let cache = match &settings.cache_dir {
             None => None,
             Some(dir) => Some(Arc::new(
@@ -519,7 +513,7 @@ impl Supervisor {
             );
             built.push(NamedSource {
                 uri: EMBEDDED_URI.to_owned(),
-                provider: "embedded".to_owned(),
+                provider: names::EMBEDDED,
                 source: Box::new(EmbeddedSource),
             });
         }
@@ -536,7 +530,7 @@ impl Supervisor {
                     .max_size(env.max_document_size);
                 Ok::<_, SyncError>(NamedSource {
                     uri: uri.to_owned(),
-                    provider: "s3".to_owned(),
+                    provider: Provider::S3.as_str(),
                     source: Box::new(source),
                 })
             })
@@ -638,7 +632,7 @@ impl Supervisor {
     /// then (an S3 GET in flight, a slow queue deletion) are cancelled, so a stop never
     /// outlives the container's grace period.
     pub async fn shutdown_within(self, budget: Duration) {
-        let deadline = tokio::time::Instant::now() + budget.min(config::MAX_DURATION);
+        let deadline = tokio::time::Instant::now() + budget.min(MAX_DURATION);
         self.shutdown.send_replace(true);
         let tasks = std::mem::take(&mut self.directory.lock().tasks);
         for task in self.consumer.into_iter().chain(tasks) {
@@ -672,7 +666,7 @@ pub struct NamedSource {
     /// The stored source URI (what `source=` selectors match).
     pub uri: String,
     /// The provider name, for stats and logs.
-    pub provider: String,
+    pub provider: &'static str,
     /// The provider itself.
     pub source: Box<dyn Source>,
 }
@@ -697,8 +691,8 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
         uri: config.uri.clone(),
         message,
     };
-    match Provider::parse(&config.provider).map_err(invalid)? {
-        Provider::File => {
+    match config.provider {
+        Provider::File | Provider::Fsnotify | Provider::Fileinfo => {
             let path = config.uri.strip_prefix("file:").unwrap_or(&config.uri);
             let source = FileSource::new(path, config.interval)
                 .ok_or_else(|| {
@@ -707,7 +701,7 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
                 .max_size(env.max_document_size);
             Ok(NamedSource {
                 uri: path.to_owned(),
-                provider: config.provider.clone(),
+                provider: config.provider.as_str(),
                 source: Box::new(source),
             })
         }
@@ -721,7 +715,7 @@ pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSo
                 .max_size(env.max_document_size);
             Ok(NamedSource {
                 uri: config.uri.clone(),
-                provider: config.provider.clone(),
+                provider: config.provider.as_str(),
                 source: Box::new(source),
             })
         }
@@ -735,7 +729,7 @@ mod tests {
     fn source(name: &str) -> SourceConfig {
         SourceConfig {
             uri: format!("s3://b/{name}.json"),
-            provider: "s3".into(),
+            provider: Provider::S3,
             interval: None,
         }
     }

@@ -363,7 +363,7 @@ impl Source for S3Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AwsSettings;
+    use crate::sync::AwsSettings;
 
     #[test]
     fn uris_with_flagd_options() {

@@ -236,7 +236,7 @@ enum Last {
 #[derive(Debug)]
 pub(super) struct SourceState {
     pub(super) uri: String,
-    pub(super) provider: String,
+    pub(super) provider: &'static str,
     priority: usize,
     applied: AtomicU64,
     rejected: AtomicU64,
@@ -255,7 +255,7 @@ pub(super) struct SourceState {
 }
 
 impl SourceState {
-    pub(super) fn new(uri: String, provider: String, priority: usize) -> SourceState {
+    pub(super) fn new(uri: String, provider: &'static str, priority: usize) -> SourceState {
         SourceState {
             uri,
             provider,
@@ -305,7 +305,7 @@ impl SourceState {
     pub(super) fn stats(&self) -> SourceStats {
         SourceStats {
             uri: self.uri.clone(),
-            provider: self.provider.clone(),
+            provider: self.provider.to_owned(),
             applied: self.applied.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             unavailable: self.unavailable.load(Ordering::Relaxed),

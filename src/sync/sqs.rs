@@ -30,7 +30,7 @@ use super::SourceDirectory;
 use crate::flags::Format;
 
 /// The provider name inline sources are listed under.
-pub const INLINE_PROVIDER: &str = "sqs-inline";
+pub const INLINE_PROVIDER: &str = super::names::INLINE;
 
 /// What one queue message asks for.
 #[derive(Debug, Clone, PartialEq)]
