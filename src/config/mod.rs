@@ -817,6 +817,28 @@ mod tests {
     }
 
     #[test]
+    fn flattened_aws_options_layer_too_and_file_errors_name_their_key() {
+        let file =
+            ConfigInput::from_value(&json!({"aws-region": "eu-west-1", "sqs-wait-time": "5s"}))
+                .unwrap();
+        let cli = ConfigInput {
+            aws: AwsOptions {
+                aws_region: Some("us-east-1".into()),
+                ..AwsOptions::default()
+            },
+            ..ConfigInput::default()
+        };
+        let aws = Layer::over(cli, file).into_settings().aws;
+        assert_eq!(aws.region.as_deref(), Some("us-east-1"));
+        assert_eq!(aws.sqs_wait_time, Duration::from_secs(5));
+        let error = ConfigInput::from_value(&json!({"port": 1, "sqs-wait-time": "later"}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`sqs-wait-time`"), "{error}");
+        assert!(error.contains("later"), "{error}");
+    }
+
+    #[test]
     fn zero_stream_deadline_means_none() {
         let input = ConfigInput {
             stream_deadline: Some(Duration::ZERO),

@@ -11,13 +11,13 @@ use super::aws::Aws;
 use super::build::{build_source_in, NamedSource};
 use super::cache::Cache;
 use super::limit;
-use super::options::AwsSettings;
 use super::priority::{self, plan_priorities, Slot, INLINE_BASE};
 use super::provider::{names, Provider, SourceConfig};
 use super::s3::S3Location;
+use super::settings::AwsSettings;
 use super::source::{
-    DocumentHandler, Outcome, Payload, PayloadSink, Readiness, RefreshHandle, RefreshResult,
-    Refreshes, Shutdown, SourceContext, SourceState, SourceStats,
+    Delivery, DocumentHandler, Payload, PayloadSink, ReadyLatch, RefreshHandle, RefreshResult,
+    Refreshes, RunningSource, Shutdown, SourceContext, SourceStats,
 };
 use super::{SourceError, SyncError};
 use crate::store::Store;
@@ -40,7 +40,7 @@ pub(super) enum Origin {
 /// One running source.
 #[derive(Debug)]
 struct Entry {
-    state: Arc<SourceState>,
+    state: Arc<RunningSource>,
     refresh: Option<RefreshHandle>,
     stop: Option<watch::Sender<bool>>,
     object: Option<(String, String)>,
@@ -91,7 +91,7 @@ const CACHE_WAIT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct SourceDirectory {
     store: Arc<Store>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<ReadyLatch>,
     pub(super) shutdown: Shutdown,
     pub(super) env: SourceEnv,
     inner: Mutex<Inner>,
@@ -108,7 +108,7 @@ impl SourceDirectory {
     /// An empty directory whose sources will apply to `store`.
     pub(super) fn new(
         store: Arc<Store>,
-        readiness: Arc<Readiness>,
+        readiness: Arc<ReadyLatch>,
         shutdown: Shutdown,
         env: SourceEnv,
     ) -> SourceDirectory {
@@ -147,7 +147,7 @@ impl SourceDirectory {
             .ok()
             .map(|l| (l.bucket, l.key))
             .filter(|_| provider == Provider::S3.as_str());
-        let state = Arc::new(SourceState::new(uri.clone(), provider, priority));
+        let state = Arc::new(RunningSource::new(uri.clone(), provider, priority));
         let counted = match origin {
             // Counted when the supervisor started.
             Origin::Static | Origin::ConfigObject => true,
@@ -236,7 +236,7 @@ impl SourceDirectory {
 
     /// Applies an inline document as source `uri` (created on first use, above every other
     /// source). Fails if `uri` names a source that is not inline.
-    pub fn publish_inline(&self, uri: &str, payload: Payload) -> Result<Outcome, SourceError> {
+    pub fn publish_inline(&self, uri: &str, payload: Payload) -> Result<Delivery, SourceError> {
         let sink = {
             let mut inner = self.lock();
             match inner.entries.iter().find(|e| e.state.uri == uri) {
@@ -250,7 +250,8 @@ impl SourceDirectory {
                 None => {
                     let priority = INLINE_BASE + inner.next_inline;
                     inner.next_inline += 1;
-                    let state = Arc::new(SourceState::new(uri.to_owned(), names::INLINE, priority));
+                    let state =
+                        Arc::new(RunningSource::new(uri.to_owned(), names::INLINE, priority));
                     let sink = PayloadSink::new(
                         state.clone(),
                         self.store.clone(),
@@ -275,7 +276,7 @@ impl SourceDirectory {
 
     /// Lists an SQS queue among the sources so its receive errors and last success show in
     /// [`Supervisor::stats`] (provider `sqs`; `ready` = received at least once).
-    pub(super) fn register_queue(&self, url: &str) -> Arc<SourceState> {
+    pub(super) fn register_queue(&self, url: &str) -> Arc<RunningSource> {
         let mut inner = self.lock();
         if let Some(entry) = inner
             .entries
@@ -284,7 +285,7 @@ impl SourceDirectory {
         {
             return entry.state.clone();
         }
-        let state = Arc::new(SourceState::new(
+        let state = Arc::new(RunningSource::new(
             url.to_owned(),
             names::QUEUE,
             priority::QUEUE,

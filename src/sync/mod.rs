@@ -17,10 +17,10 @@ mod directory;
 mod embedded;
 mod file;
 pub mod limit;
-mod options;
 mod priority;
 mod provider;
 mod s3;
+mod settings;
 mod sns;
 mod source;
 mod sqs;
@@ -30,12 +30,12 @@ pub mod uri;
 pub use aws::{Aws, Backoff, S3Endpoint};
 pub use embedded::{EmbeddedSource, DEFAULT_FLAGS, EMBEDDED_URI};
 pub use file::{FileSource, DEFAULT_POLL_INTERVAL};
-pub use options::{AwsOptionError, AwsOptions, AwsSettings, SyncConfig};
 pub use provider::{names, Provider, ProviderError, SourceConfig};
 pub use s3::{S3Location, S3Source, S3UriError};
+pub use settings::{AwsOptionError, AwsOptions, AwsSettings, SyncConfig};
 pub use sns::FANOUT_MAX_RECEIVES;
 pub use source::{
-    Outcome, Payload, PayloadSink, Refresh, RefreshResult, Refreshes, Shutdown, Source,
+    Delivery, Payload, PayloadSink, Refresh, RefreshResult, Refreshes, Shutdown, Source,
     SourceContext, SourceFuture, SourceStats,
 };
 pub use sqs::{parse_message, InlineDocument, Message, ObjectEvent, INLINE_PROVIDER};

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::aws::{Aws, Backoff};
 use super::s3::percent_decode;
 use super::sns::{queue_name, FanoutQueue};
-use super::source::{Outcome, Payload, RefreshResult, Shutdown};
+use super::source::{Delivery, Payload, RefreshResult, Shutdown};
 use super::SourceDirectory;
 use crate::flags::Format;
 
@@ -517,8 +517,8 @@ impl Consumer {
             .directory
             .publish_inline(&inline.source, Payload { bytes, format })
         {
-            Ok(Outcome::Applied | Outcome::Unchanged) => Disposition::Delete,
-            Ok(Outcome::Rejected) => {
+            Ok(Delivery::Applied | Delivery::Unchanged) => Disposition::Delete,
+            Ok(Delivery::Rejected) => {
                 tracing::warn!(
                     message_id = id,
                     source = %inline.source,

@@ -12,11 +12,11 @@ use super::cache::Cache;
 use super::config_object;
 use super::directory::{Origin, SourceDirectory, SourceEnv};
 use super::embedded::{EmbeddedSource, EMBEDDED_URI};
-use super::options::SyncConfig;
 use super::priority;
 use super::provider::{names, Provider, SourceConfig};
 use super::s3::S3Source;
-use super::source::{Readiness, Shutdown, SourceStats};
+use super::settings::SyncConfig;
+use super::source::{ReadyLatch, Shutdown, SourceStats};
 use super::sqs;
 use super::{SourceError, SyncError};
 use crate::options::duration::MAX_DURATION;
@@ -129,7 +129,7 @@ impl Supervisor {
         env: SourceEnv,
         pending: usize,
     ) -> Supervisor {
-        let readiness = Readiness::new(pending);
+        let readiness = ReadyLatch::new(pending);
         let (shutdown_tx, shutdown) = Shutdown::channel();
         let directory = Arc::new(SourceDirectory::new(
             store,
