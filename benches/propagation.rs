@@ -75,7 +75,8 @@ async fn measure(
         settings.sources = vec![s3_source(BUCKET, KEY)];
         configure(&mut settings);
         let store = Arc::new(Store::new());
-        let supervisor = Supervisor::from_settings(&settings, store.clone()).expect("start");
+        let supervisor =
+            Supervisor::from_config(settings.sync_config(), store.clone()).expect("start");
         let mut r = supervisor.ready();
         r.wait_for(|r| *r).await.expect("ready");
         replicas.push((store, supervisor));

@@ -146,7 +146,7 @@ pub async fn run_with(
     let _reload = tls.as_ref().map(|tls| tls.watch()).transpose()?;
     let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::from_settings(&settings, store.clone())?;
+    let supervisor = Supervisor::from_config(settings.sync_config(), store.clone())?;
     started(&supervisor);
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
     // One cap for EventStream (8013) and SyncFlags (8015) together.

@@ -19,6 +19,7 @@ pub mod evaluator;
 pub mod flags;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod options;
 pub mod probe;
 pub mod rules;
 pub mod service;

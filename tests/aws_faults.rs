@@ -481,7 +481,7 @@ async fn idle_inline_sources_expire_and_forget_their_sequence() {
     settings.aws.sqs_inline = vec!["inline:promo".to_owned()];
     settings.aws.sqs_inline_expiry = Duration::from_secs(1);
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::from_settings(&settings, store.clone()).expect("start");
+    let supervisor = Supervisor::from_config(settings.sync_config(), store.clone()).expect("start");
     let inline = |default: &str, sequence: u64| {
         json!({"flagpole": {"source": "inline:promo", "sequence": sequence, "document": {
             "flags": {"promo": {"state": "ENABLED", "variants": {"a": "A", "b": "B"},

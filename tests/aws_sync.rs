@@ -134,7 +134,7 @@ async fn send(moto: &Moto, url: &str, body: &str) {
 
 async fn started(settings: &Settings) -> (Arc<Store>, Supervisor) {
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::from_settings(settings, store.clone()).expect("start");
+    let supervisor = Supervisor::from_config(settings.sync_config(), store.clone()).expect("start");
     let mut ready = supervisor.ready();
     tokio::time::timeout(PATIENCE, ready.wait_for(|r| *r))
         .await
@@ -619,7 +619,8 @@ async fn s3_down_at_start_is_retried_until_it_answers() {
     settings.sources = vec![s3_source(BUCKET, "flags.json")];
     let uri = settings.sources[0].uri.clone();
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::from_settings(&settings, store.clone()).expect("start anyway");
+    let supervisor =
+        Supervisor::from_config(settings.sync_config(), store.clone()).expect("start anyway");
     eventually_within(PATIENCE, "first failures counted", || {
         let s = stats_of(&supervisor, &uri);
         async move { s.errors >= 1 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagpole::config::SourceConfig;
 use flagpole::store::{Selector, Store};
 use flagpole::sync::{FileSource, NamedSource, SourceStats, Supervisor, EMBEDDED_URI};
+use flagpole::sync::{Provider, SourceConfig};
 
 /// Upper bound for anything to happen; tests poll well below it.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -21,7 +21,7 @@ fn document(default: &str) -> String {
 fn file_config(path: &Path) -> SourceConfig {
     SourceConfig {
         uri: path.to_str().unwrap().to_owned(),
-        provider: "file".into(),
+        provider: Provider::File,
         interval: Some(Duration::from_millis(200)),
     }
 }
@@ -283,7 +283,7 @@ async fn polling_alone_detects_changes() {
     let supervisor = Supervisor::spawn(
         vec![NamedSource {
             uri: path.to_str().unwrap().to_owned(),
-            provider: "fileinfo".into(),
+            provider: Provider::Fileinfo.as_str(),
             source: Box::new(source),
         }],
         store.clone(),
@@ -311,7 +311,7 @@ async fn the_directory_watcher_alone_detects_changes() {
     let supervisor = Supervisor::spawn(
         vec![NamedSource {
             uri: path.to_str().unwrap().to_owned(),
-            provider: "fsnotify".into(),
+            provider: Provider::Fsnotify.as_str(),
             source: Box::new(source),
         }],
         store.clone(),
@@ -344,7 +344,7 @@ async fn refresh_rereads_on_request() {
     let supervisor = Supervisor::spawn(
         vec![NamedSource {
             uri: uri.clone(),
-            provider: "file".into(),
+            provider: Provider::File.as_str(),
             source: Box::new(source),
         }],
         store.clone(),
@@ -380,10 +380,15 @@ async fn no_sources_serves_the_embedded_examples() {
 #[tokio::test]
 async fn invalid_sources_fail_at_start() {
     let store = Arc::new(Store::new());
-    let bad = |uri: &str, provider: &str| SourceConfig {
-        uri: uri.into(),
-        provider: provider.into(),
-        interval: None,
+    // The provider name is typed where configuration is read; an unknown one fails there.
+    let start = |uri: &str, provider: &str| -> Result<Supervisor, String> {
+        let provider = Provider::parse(provider).map_err(|e| e.to_string())?;
+        let config = SourceConfig {
+            uri: uri.into(),
+            provider,
+            interval: None,
+        };
+        Supervisor::start(&[config], store.clone()).map_err(|e| e.to_string())
     };
     for (uri, provider, needle) in [
         ("flags.txt", "file", "unsupported file format"),
@@ -395,7 +400,7 @@ async fn invalid_sources_fail_at_start() {
             "unknown S3 URL option",
         ),
     ] {
-        let error = Supervisor::start(&[bad(uri, provider)], store.clone()).unwrap_err();
+        let error = start(uri, provider).unwrap_err();
         assert!(
             error.to_string().contains(needle),
             "{uri}: `{error}` lacks `{needle}`"

@@ -51,7 +51,7 @@ impl FunctionApp {
     ) -> Result<(FunctionApp, Supervisor), LambdaError> {
         without_polling(&mut settings);
         let store = Arc::new(Store::new());
-        let supervisor = Supervisor::from_settings(&settings, store.clone())?;
+        let supervisor = Supervisor::from_config(settings.sync_config(), store.clone())?;
         let mut ready = supervisor.ready();
         // The first event waits for the configuration rather than seeing FLAG_NOT_FOUND.
         let (directory, stats) = (supervisor.directory(), supervisor.stats_reader());

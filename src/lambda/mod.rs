@@ -141,7 +141,7 @@ mod tests {
         let mut settings = Settings {
             sources: vec![config::SourceConfig {
                 uri: "s3://b/k.json".into(),
-                provider: "s3".into(),
+                provider: crate::sync::Provider::S3,
                 interval: Some(Duration::from_secs(1)),
             }],
             ..Settings::default()

@@ -15,7 +15,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use tokio::sync::OnceCell;
 
-use crate::config::AwsSettings;
+use super::settings::AwsSettings;
 
 /// Lazily loaded AWS configuration and clients, shared by every AWS task of one daemon.
 #[derive(Debug)]

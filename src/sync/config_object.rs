@@ -8,15 +8,28 @@
 
 use std::sync::Weak;
 
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::provider::SourceConfig;
 use super::source::{DocumentHandler, Payload};
+use super::uri;
 use super::SourceDirectory;
-use crate::config::{ConfigInput, SourceConfig};
 use crate::flags::{parse_yaml, Format};
 
 /// Keys of a configuration object that are followed at run time.
 const FOLLOWED: [&str; 2] = ["uri", "sources"];
+
+/// The keys of a configuration object that are followed, read as the `--config` file reads
+/// them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Followed {
+    #[serde(deserialize_with = "uri::uris")]
+    uri: Option<Vec<SourceConfig>>,
+    #[serde(deserialize_with = "uri::sources")]
+    sources: Option<Vec<SourceConfig>>,
+}
 
 /// The handler that turns configuration-object payloads into running sources.
 pub(super) fn handler(directory: Weak<SourceDirectory>) -> DocumentHandler {
@@ -59,8 +72,9 @@ pub(super) fn sources_of(payload: &Payload) -> Result<Vec<SourceConfig>, String>
         );
     }
     map.retain(|k, _| FOLLOWED.contains(&k.as_str()));
-    let input = ConfigInput::from_value(&Value::Object(map)).map_err(|e| e.to_string())?;
-    let mut sources = input.uris.unwrap_or_default();
+    let input: Followed = crate::options::from_map(&Value::Object(map))
+        .map_err(|(key, message)| format!("invalid value for `{key}`: {message}"))?;
+    let mut sources = input.uri.unwrap_or_default();
     sources.extend(input.sources.unwrap_or_default());
     Ok(sources)
 }

@@ -1,26 +1,103 @@
-//! Provider names as flagd spells them.
+//! What a configured source is: its URI, its provider (as flagd spells it) and its interval.
 
-/// The providers flagpole can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use std::time::Duration;
+
+/// The providers flagpole can run, under the names flagd gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
-    /// A local file (`file`, `fsnotify` and `fileinfo` all mean this).
+    /// A local file, watched for changes (`file`).
     File,
+    /// A local file (`fsnotify`, flagd's older name for `file`).
+    Fsnotify,
+    /// A local file (`fileinfo`, flagd's polling variant; flagpole watches and polls alike).
+    Fileinfo,
     /// An S3 object (polling by ETag; change notifications via SQS).
     S3,
 }
 
+/// Provider names of flagd that flagpole does not have yet.
+const UNSUPPORTED: [&str; 5] = ["http", "grpc", "kubernetes", "gcs", "azblob"];
+
+/// A provider name flagpole cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// A flagd provider flagpole does not have yet.
+    #[error("the `{0}` provider is not supported by flagpole yet (supported: file, s3)")]
+    Unsupported(String),
+    /// No provider of that name exists.
+    #[error("unknown provider `{0}` (expected file, fsnotify, fileinfo or s3)")]
+    Unknown(String),
+}
+
 impl Provider {
     /// Parses a provider name; flagd providers flagpole does not have yet get a clear message.
-    pub fn parse(name: &str) -> Result<Provider, String> {
+    pub fn parse(name: &str) -> Result<Provider, ProviderError> {
         match name {
-            "file" | "fsnotify" | "fileinfo" => Ok(Provider::File),
+            "file" => Ok(Provider::File),
+            "fsnotify" => Ok(Provider::Fsnotify),
+            "fileinfo" => Ok(Provider::Fileinfo),
             "s3" => Ok(Provider::S3),
-            "http" | "grpc" | "kubernetes" | "gcs" | "azblob" => Err(format!(
-                "the `{name}` provider is not supported by flagpole yet (supported: file, s3)"
-            )),
-            other => Err(format!(
-                "unknown provider `{other}` (expected file, fsnotify, fileinfo or s3)"
-            )),
+            other if UNSUPPORTED.contains(&other) => {
+                Err(ProviderError::Unsupported(other.to_owned()))
+            }
+            other => Err(ProviderError::Unknown(other.to_owned())),
         }
     }
+
+    /// The name as configured (and shown in stats and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::File => "file",
+            Provider::Fsnotify => "fsnotify",
+            Provider::Fileinfo => "fileinfo",
+            Provider::S3 => "s3",
+        }
+    }
+
+    /// Whether this provider reads a local file.
+    pub fn is_file(self) -> bool {
+        matches!(
+            self,
+            Provider::File | Provider::Fsnotify | Provider::Fileinfo
+        )
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Provider {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Provider {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One configured sync source (a `--uri` entry or a `--sources` object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The URI as stored and matched by `source=` selectors (e.g. `./flags.json`, `s3://b/k.json`).
+    pub uri: String,
+    /// The provider.
+    pub provider: Provider,
+    /// Poll interval for polling providers.
+    pub interval: Option<Duration>,
+}
+
+/// Names of the sources that are not configured but still show in stats and logs.
+pub mod names {
+    /// The built-in example flags (served when nothing is configured).
+    pub const EMBEDDED: &str = "embedded";
+    /// Documents delivered inside SQS messages.
+    pub const INLINE: &str = "sqs-inline";
+    /// An SQS queue being consumed (listed for its counters only).
+    pub const QUEUE: &str = "sqs";
 }

@@ -33,6 +33,11 @@ const IGNORED_OPTIONS: [&str; 6] = [
     "anonymous",
 ];
 
+/// A malformed `s3://` URI or an unknown option in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct S3UriError(String);
+
 /// A parsed `s3://` source URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Location {
@@ -46,24 +51,23 @@ pub struct S3Location {
 
 impl S3Location {
     /// Parses `s3://bucket/key[?options]`.
-    pub fn parse(uri: &str) -> Result<S3Location, String> {
-        let rest = uri
-            .strip_prefix("s3://")
-            .ok_or_else(|| "expected s3://<bucket>/<key>".to_owned())?;
+    pub fn parse(uri: &str) -> Result<S3Location, S3UriError> {
+        let malformed = || S3UriError("expected s3://<bucket>/<key>".to_owned());
+        let rest = uri.strip_prefix("s3://").ok_or_else(malformed)?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, key) = path
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-            .ok_or_else(|| "expected s3://<bucket>/<key>".to_owned())?;
+            .ok_or_else(malformed)?;
         let mut endpoint = S3Endpoint::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(value, false);
-            let flag = || -> Result<bool, String> {
+            let flag = || -> Result<bool, S3UriError> {
                 match value.to_ascii_lowercase().as_str() {
                     "true" | "1" | "" => Ok(true),
                     "false" | "0" => Ok(false),
-                    other => Err(format!("`{name}={other}` is not true or false")),
+                    other => Err(S3UriError(format!("`{name}={other}` is not true or false"))),
                 }
             };
             match name {
@@ -72,7 +76,7 @@ impl S3Location {
                 "use_path_style" | "s3ForcePathStyle" => endpoint.path_style = flag()?,
                 "disable_https" | "disableSSL" => endpoint.disable_https = flag()?,
                 other if IGNORED_OPTIONS.contains(&other) => {}
-                other => return Err(format!("unknown S3 URL option `{other}`")),
+                other => return Err(S3UriError(format!("unknown S3 URL option `{other}`"))),
             }
         }
         Ok(S3Location {
@@ -249,7 +253,7 @@ pub struct S3Source {
 impl S3Source {
     /// A source for `uri` polling every `interval` (spread per replica); fails on a malformed
     /// URI or an unknown option.
-    pub fn new(uri: &str, aws: Arc<Aws>, interval: Duration) -> Result<S3Source, String> {
+    pub fn new(uri: &str, aws: Arc<Aws>, interval: Duration) -> Result<S3Source, S3UriError> {
         Ok(S3Source {
             uri: uri.to_owned(),
             location: S3Location::parse(uri)?,
@@ -363,7 +367,7 @@ impl Source for S3Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AwsSettings;
+    use crate::sync::AwsSettings;
 
     #[test]
     fn uris_with_flagd_options() {

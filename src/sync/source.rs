@@ -61,7 +61,7 @@ pub struct Payload {
 
 /// What the sink did with a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Delivery {
     /// Parsed and applied to the store.
     Applied,
     /// Rejected; the last good configuration stays.
@@ -234,9 +234,9 @@ enum Last {
 
 /// State shared by a source's sink and the supervisor.
 #[derive(Debug)]
-pub(super) struct SourceState {
+pub(super) struct RunningSource {
     pub(super) uri: String,
-    pub(super) provider: String,
+    pub(super) provider: &'static str,
     priority: usize,
     applied: AtomicU64,
     rejected: AtomicU64,
@@ -254,9 +254,9 @@ pub(super) struct SourceState {
     from_cache: AtomicBool,
 }
 
-impl SourceState {
-    pub(super) fn new(uri: String, provider: String, priority: usize) -> SourceState {
-        SourceState {
+impl RunningSource {
+    pub(super) fn new(uri: String, provider: &'static str, priority: usize) -> RunningSource {
+        RunningSource {
             uri,
             provider,
             priority,
@@ -305,7 +305,7 @@ impl SourceState {
     pub(super) fn stats(&self) -> SourceStats {
         SourceStats {
             uri: self.uri.clone(),
-            provider: self.provider.clone(),
+            provider: self.provider.to_owned(),
             applied: self.applied.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             unavailable: self.unavailable.load(Ordering::Relaxed),
@@ -344,15 +344,15 @@ impl SourceState {
 
 /// Tracks how many sources still have to apply their first valid configuration.
 #[derive(Debug)]
-pub(super) struct Readiness {
+pub(super) struct ReadyLatch {
     pending: std::sync::atomic::AtomicUsize,
     ready: watch::Sender<bool>,
 }
 
-impl Readiness {
-    pub(super) fn new(sources: usize) -> Arc<Readiness> {
+impl ReadyLatch {
+    pub(super) fn new(sources: usize) -> Arc<ReadyLatch> {
         let (ready, _) = watch::channel(sources == 0);
-        Arc::new(Readiness {
+        Arc::new(ReadyLatch {
             pending: std::sync::atomic::AtomicUsize::new(sources),
             ready,
         })
@@ -387,9 +387,9 @@ impl Readiness {
 /// Where a source pushes what it fetched; parses, applies and keeps the last good config.
 #[derive(Debug, Clone)]
 pub struct PayloadSink {
-    state: Arc<SourceState>,
+    state: Arc<RunningSource>,
     store: Arc<Store>,
-    readiness: Arc<Readiness>,
+    readiness: Arc<ReadyLatch>,
     /// Whether this source still counts towards readiness (sources added after the daemon
     /// became ready do not).
     counted: bool,
@@ -415,9 +415,9 @@ impl std::fmt::Debug for DocumentHandler {
 
 impl PayloadSink {
     pub(super) fn new(
-        state: Arc<SourceState>,
+        state: Arc<RunningSource>,
         store: Arc<Store>,
-        readiness: Arc<Readiness>,
+        readiness: Arc<ReadyLatch>,
         counted: bool,
     ) -> PayloadSink {
         PayloadSink {
@@ -479,23 +479,23 @@ impl PayloadSink {
     /// Parses `payload` and, if valid, replaces the source's flags in the store.
     ///
     /// A payload identical to the previous one is ignored, so sources may publish freely.
-    pub fn publish(&self, payload: Payload) -> Outcome {
+    pub fn publish(&self, payload: Payload) -> Delivery {
         if !self.state.replace_last(Last::Bytes(payload.bytes.clone())) {
-            return Outcome::Unchanged;
+            return Delivery::Unchanged;
         }
         let uri = self.state.uri.as_str();
         if payload.bytes.iter().all(u8::is_ascii_whitespace) {
             return self.reject("empty document".into());
         }
         match self.apply(&payload, false) {
-            Ok(false) => Outcome::Unchanged,
+            Ok(false) => Delivery::Unchanged,
             Ok(true) => {
                 if let Some(cache) = &self.cache {
                     if let Err(error) = cache.store(uri, &payload) {
                         tracing::warn!(source = uri, %error, "could not update the cached copy");
                     }
                 }
-                Outcome::Applied
+                Delivery::Applied
             }
             Err(reason) => self.reject(reason),
         }
@@ -599,7 +599,7 @@ impl PayloadSink {
 
     /// Reports a failed read attempt: counted every time, logged only when the reason
     /// changes (see [`Self::unavailable`]).
-    pub fn read_failed(&self, reason: impl std::fmt::Display) -> Outcome {
+    pub fn read_failed(&self, reason: impl std::fmt::Display) -> Delivery {
         self.state.errors.fetch_add(1, Ordering::Relaxed);
         self.unavailable(reason)
     }
@@ -611,10 +611,10 @@ impl PayloadSink {
 
     /// Reports that the source cannot be read (deleted, unreachable, ...); the last good
     /// configuration stays. Repeating the same reason is not counted again.
-    pub fn unavailable(&self, reason: impl std::fmt::Display) -> Outcome {
+    pub fn unavailable(&self, reason: impl std::fmt::Display) -> Delivery {
         let reason = reason.to_string();
         if !self.state.replace_last(Last::Unavailable(reason.clone())) {
-            return Outcome::Unchanged;
+            return Delivery::Unchanged;
         }
         self.state.unavailable.fetch_add(1, Ordering::Relaxed);
         let outcome = self.reject(reason);
@@ -623,7 +623,7 @@ impl PayloadSink {
         outcome
     }
 
-    fn reject(&self, reason: String) -> Outcome {
+    fn reject(&self, reason: String) -> Delivery {
         let uri = self.state.uri.as_str();
         self.state.rejected.fetch_add(1, Ordering::Relaxed);
         if self.state.ready.load(Ordering::Acquire) {
@@ -640,6 +640,6 @@ impl PayloadSink {
             );
         }
         self.state.record_error(reason);
-        Outcome::Rejected
+        Delivery::Rejected
     }
 }

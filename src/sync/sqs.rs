@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 use super::aws::{Aws, Backoff};
 use super::s3::percent_decode;
 use super::sns::{queue_name, FanoutQueue};
-use super::source::{Outcome, Payload, RefreshResult, Shutdown};
+use super::source::{Delivery, Payload, RefreshResult, Shutdown};
 use super::SourceDirectory;
 use crate::flags::Format;
 
 /// The provider name inline sources are listed under.
-pub const INLINE_PROVIDER: &str = "sqs-inline";
+pub const INLINE_PROVIDER: &str = super::names::INLINE;
 
 /// What one queue message asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -577,8 +577,8 @@ impl Consumer {
             .directory
             .publish_inline(&inline.source, Payload { bytes, format })
         {
-            Ok(Outcome::Applied | Outcome::Unchanged) => Disposition::Delete,
-            Ok(Outcome::Rejected) => {
+            Ok(Delivery::Applied | Delivery::Unchanged) => Disposition::Delete,
+            Ok(Delivery::Rejected) => {
                 tracing::warn!(
                     message_id = id,
                     source = %inline.source,

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use flagpole::config::SourceConfig;
+use flagpole::sync::{Provider, SourceConfig};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 
@@ -29,7 +29,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub fn file_source(path: &Path) -> SourceConfig {
     SourceConfig {
         uri: path.display().to_string(),
-        provider: "file".to_owned(),
+        provider: Provider::File,
         interval: Some(Duration::from_millis(200)),
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
 use flagpole::config::{AwsSettings, Settings, SourceConfig};
+use flagpole::sync::Provider;
 
 /// The region every test uses.
 pub const REGION: &str = "us-east-1";
@@ -230,7 +231,7 @@ pub fn settings(endpoint: &str, replica: &str) -> Settings {
 pub fn s3_source(bucket: &str, key: &str) -> SourceConfig {
     SourceConfig {
         uri: s3_uri(bucket, key),
-        provider: "s3".to_owned(),
+        provider: Provider::S3,
         interval: None,
     }
 }
