@@ -9,19 +9,19 @@
 //! Domain modules know nothing of tonic or AWS; services translate at the edge.
 
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod eval;
-pub mod evaluator;
+pub(crate) mod evaluator;
 pub mod flags;
 #[cfg(feature = "lambda")]
 pub mod lambda;
-pub mod options;
+pub(crate) mod options;
 pub mod probe;
-pub mod rules;
+pub(crate) mod rules;
 pub mod service;
 pub mod store;
 pub mod sync;

@@ -17,11 +17,11 @@ use crate::flags::{Flag, FlagState};
 use crate::store::{Selector, Store};
 
 /// Response metadata: selector reflection overlaid by the flag's metadata.
-pub type Metadata = Map<String, Value>;
+pub(crate) type Metadata = Map<String, Value>;
 
 /// Which flagd API generation's semantics apply; they differ only in edge cases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
+pub(crate) enum Api {
     /// `flagd.evaluation.v1`: a code default is FLAG_NOT_FOUND, DISABLED has a zero value.
     V1,
     /// `flagd.evaluation.v2` (and OFREP): code default and DISABLED leave value and variant
@@ -38,13 +38,13 @@ impl Api {
     }
 
     /// Whether `--stream-deadline` applies to event streams (flagd skips it on schema.v1).
-    pub fn uses_stream_deadline(self) -> bool {
+    pub(crate) fn uses_stream_deadline(self) -> bool {
         self != Api::SchemaV1
     }
 }
 
 /// The request headers a protocol received, as far as `-H` header mappings read them.
-pub trait Headers {
+pub(crate) trait Headers {
     /// The value of header `name` (lower case), if present.
     fn header(&self, name: &str) -> Option<&[u8]>;
 }
@@ -58,7 +58,7 @@ impl Headers for () {
 
 /// A single-flag evaluation as every protocol sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation<T> {
+pub(crate) struct Evaluation<T> {
     /// The value; `None` for DISABLED and for a code default.
     pub value: Option<T>,
     /// The variant; `None` for DISABLED and for a code default.
@@ -71,7 +71,7 @@ pub struct Evaluation<T> {
 
 impl<T> Evaluation<T> {
     /// The same evaluation with its value converted by `f` (e.g. into a wire type).
-    pub fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Evaluation<U> {
+    pub(crate) fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Evaluation<U> {
         Evaluation {
             value: self.value.map(f),
             variant: self.variant,
@@ -109,7 +109,7 @@ impl EvaluationError {
 }
 
 /// A requested value type (one per single-flag RPC) and how it leaves the evaluator.
-pub trait Kind {
+pub(crate) trait Kind {
     /// The Rust type of the evaluated value.
     type Value: Default;
     /// What [`resolve`] is asked for.
@@ -120,19 +120,19 @@ pub trait Kind {
 
 /// `ResolveBoolean`.
 #[derive(Debug)]
-pub struct BoolKind;
+pub(crate) struct BoolKind;
 /// `ResolveString`.
 #[derive(Debug)]
-pub struct StringKind;
+pub(crate) struct StringKind;
 /// `ResolveInt`.
 #[derive(Debug)]
-pub struct IntKind;
+pub(crate) struct IntKind;
 /// `ResolveFloat`.
 #[derive(Debug)]
-pub struct FloatKind;
+pub(crate) struct FloatKind;
 /// `ResolveObject`.
 #[derive(Debug)]
-pub struct ObjectKind;
+pub(crate) struct ObjectKind;
 
 impl Kind for BoolKind {
     type Value = bool;
@@ -200,7 +200,7 @@ impl Kind for ObjectKind {
 
 /// Any JSON value except `null` (OFREP), as flagd's `ResolveAsAnyValue`.
 #[derive(Debug)]
-pub struct AnyKind;
+pub(crate) struct AnyKind;
 
 impl Kind for AnyKind {
     type Value = Value;
@@ -219,7 +219,7 @@ impl Kind for AnyKind {
 
 /// A value inside a ResolveAll entry (the `AnyFlag.value` oneof).
 #[derive(Debug, Clone, PartialEq)]
-pub enum BulkValue {
+pub(crate) enum BulkValue {
     /// `bool_value`.
     Bool(bool),
     /// `string_value`.
@@ -232,7 +232,7 @@ pub enum BulkValue {
 
 /// One entry of a ResolveAll evaluation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BulkEntry {
+pub(crate) struct BulkEntry {
     /// The flag key (the response map key).
     pub key: String,
     /// `STATIC`, `TARGETING_MATCH`, `DEFAULT`, `DISABLED` or `ERROR`.
@@ -247,7 +247,7 @@ pub struct BulkEntry {
 
 /// A ResolveAll evaluation: entries in (flagSetId, key) order, later duplicates win.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BulkEvaluation {
+pub(crate) struct BulkEvaluation {
     /// The evaluated flags.
     pub flags: Vec<BulkEntry>,
     /// Selector reflection only.
@@ -255,22 +255,24 @@ pub struct BulkEvaluation {
 }
 
 /// Where the evaluator reports each flag it evaluated (the metrics, at the edge).
-pub trait Observer: fmt::Debug + Send + Sync {
+pub(crate) trait Observer: fmt::Debug + Send + Sync {
     /// One evaluation of `flag_key`: its variant (`""` if none) and reason, or its error code.
     fn evaluated(&self, flag_key: &str, result: Result<(&str, &'static str), ErrorCode>);
 }
 
-/// Reports nothing.
+/// Reports nothing (Lambda's function mode has no metrics port).
+#[cfg(any(test, feature = "lambda"))]
 #[derive(Debug)]
-pub struct Unobserved;
+pub(crate) struct Unobserved;
 
+#[cfg(any(test, feature = "lambda"))]
 impl Observer for Unobserved {
     fn evaluated(&self, _flag_key: &str, _result: Result<(&str, &'static str), ErrorCode>) {}
 }
 
 /// How evaluations are configured (built by the daemon from its settings).
 #[derive(Debug, Clone, Default)]
-pub struct EvaluatorConfig {
+pub(crate) struct EvaluatorConfig {
     /// `-X` static context values, overriding the request context.
     pub static_context: Vec<(String, Value)>,
     /// `-H` mappings: header name (any case) to context key, overriding static values.
@@ -281,7 +283,7 @@ pub struct EvaluatorConfig {
 
 /// The shared evaluation core behind every protocol.
 #[derive(Debug)]
-pub struct Evaluator {
+pub(crate) struct Evaluator {
     store: Arc<Store>,
     static_context: Vec<(String, Value)>,
     header_context: Vec<(String, String)>,
@@ -291,7 +293,11 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// An evaluator over `store`, reporting each evaluation to `observer`.
-    pub fn new(config: EvaluatorConfig, store: Arc<Store>, observer: Arc<dyn Observer>) -> Self {
+    pub(crate) fn new(
+        config: EvaluatorConfig,
+        store: Arc<Store>,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
         Evaluator {
             store,
             static_context: config.static_context,
@@ -308,12 +314,12 @@ impl Evaluator {
     }
 
     /// The store evaluated against (event and sync streams subscribe to it).
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
     /// Evaluates one flag as type `K` (ResolveBoolean, ResolveString, ...).
-    pub fn evaluate<K: Kind>(
+    pub(crate) fn evaluate<K: Kind>(
         &self,
         api: Api,
         selector: &Selector,
@@ -334,7 +340,7 @@ impl Evaluator {
     /// Evaluates every flag visible under `selector` as type `K`, in (flagSetId, key)
     /// order, handing each flag and its result to `each` (OFREP bulk); returns the selector
     /// reflection.
-    pub fn evaluate_each<K: Kind>(
+    pub(crate) fn evaluate_each<K: Kind>(
         &self,
         api: Api,
         selector: &Selector,
@@ -420,7 +426,7 @@ impl Evaluator {
     }
 
     /// Evaluates every flag visible under `selector` (spec 1.6).
-    pub fn evaluate_all(
+    pub(crate) fn evaluate_all(
         &self,
         api: Api,
         selector: &Selector,
@@ -547,7 +553,7 @@ fn same_kind(zero: &BulkValue, value: ResolvedValue<'_>) -> Option<BulkValue> {
 }
 
 /// `flagSetId` / `source` from the selector, as flagd reflects it into response metadata.
-pub fn selector_metadata(selector: &Selector) -> Metadata {
+pub(crate) fn selector_metadata(selector: &Selector) -> Metadata {
     let mut map = Map::new();
     if let Some((key, value)) = selector.reflection() {
         map.insert(key.to_owned(), Value::String(value.to_owned()));

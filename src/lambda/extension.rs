@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::{wait_ready, without_polling, Freshness, LambdaError, RefreshConfig};
 use crate::config::Settings;
@@ -25,7 +26,7 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_millis(1500);
 struct Shared {
     freshness: OnceLock<Freshness>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
-    stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 }
 
 impl Shared {
@@ -53,9 +54,9 @@ impl Shared {
                 if let Some(sender) = sender {
                     let _ = sender.send(());
                 }
-                let mut stopped = self.stopped.clone();
+                let stopped = self.stopped.clone();
                 let budget = until_deadline(shutdown.deadline_ms).min(SHUTDOWN_BUDGET * 2);
-                let _ = tokio::time::timeout(budget, stopped.wait_for(|stopped| *stopped)).await;
+                let _ = tokio::time::timeout(budget, stopped.cancelled()).await;
             }
         }
     }
@@ -90,11 +91,11 @@ pub async fn run_extension(settings: Settings, refresh: RefreshConfig) -> Result
     let settings = for_extension(settings);
     let name = extension_name();
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
-    let (stopped_tx, stopped_rx) = watch::channel(false);
+    let stopped = CancellationToken::new();
     let shared = Arc::new(Shared {
         freshness: OnceLock::new(),
         shutdown: Mutex::new(Some(shutdown_tx)),
-        stopped: stopped_rx,
+        stopped: stopped.clone(),
     });
     let processor = {
         let shared = shared.clone();
@@ -129,7 +130,7 @@ pub async fn run_extension(settings: Settings, refresh: RefreshConfig) -> Result
             ));
         })
         .await;
-        stopped_tx.send_replace(true);
+        stopped.cancel();
         result
     });
     let Ok((directory, stats, mut ready)) = supervisor_rx.await else {

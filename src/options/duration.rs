@@ -53,11 +53,11 @@ fn bounded_seconds(seconds: f64) -> Option<Duration> {
 }
 
 /// The message of a value that is not a duration.
-pub fn not_a_duration(text: &str) -> String {
+pub(crate) fn not_a_duration(text: &str) -> String {
     format!("`{text}` is not a duration such as 30s, 1m or 0")
 }
 
 /// The clap value parser of a duration option.
-pub fn duration_arg(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text).ok_or_else(|| not_a_duration(text))
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::duration::parse_duration;
 
 /// A scalar as text (numbers and booleans stringified, as viper does); `None` for null.
-pub fn scalar_text(value: &Value) -> Result<Option<String>, String> {
+pub(crate) fn scalar_text(value: &Value) -> Result<Option<String>, String> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
@@ -28,22 +28,22 @@ fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
 }
 
 /// Any scalar as text.
-pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     scalar_text(&read(d)?).map_err(D::Error::custom)
 }
 
 /// A scalar as text; an empty one is not given.
-pub fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(text(d)?.filter(|s| !s.is_empty()))
 }
 
 /// A path; an empty one is not given.
-pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+pub(crate) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     Ok(name(d)?.map(PathBuf::from))
 }
 
 /// A number (also written as a string).
-pub fn number<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn number<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error> {
     text(d)?
         .map(|text| {
             text.trim()
@@ -54,7 +54,7 @@ pub fn number<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, 
 }
 
 /// Parses a boolean as viper does (`true`, `1`, `yes`, `on`, ...).
-pub fn parse_bool(text: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
@@ -63,14 +63,14 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
 }
 
 /// A boolean (also `"true"`, `1`, `"yes"`, ...).
-pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     text(d)?
         .map(|t| parse_bool(&t).map_err(D::Error::custom))
         .transpose()
 }
 
 /// A Go duration (`30s`, `1m`, a bare number of seconds).
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     text(d)?
         .map(|text| {
             parse_duration(&text).ok_or_else(|| {
@@ -83,7 +83,7 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// A list of strings, or one comma-separated string.
-pub fn string_list(value: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn string_list(value: &Value) -> Result<Vec<String>, String> {
     match value {
         Value::Array(items) => items
             .iter()
@@ -100,7 +100,7 @@ pub fn string_list(value: &Value) -> Result<Vec<String>, String> {
 }
 
 /// A list of strings, or one comma-separated string.
-pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+pub(crate) fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     match read(d)? {
         Value::Null => Ok(None),
         value => string_list(&value).map(Some).map_err(D::Error::custom),
@@ -108,7 +108,7 @@ pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
 }
 
 /// Splits `key=value` at the first `=` (for `-X` and `-H`).
-pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("`{text}` is not of the form key=value")),
@@ -116,7 +116,9 @@ pub fn parse_pair(text: &str) -> Result<(String, String), String> {
 }
 
 /// A map of scalars, a list of `k=v` strings, or one `k=v,k2=v2` string.
-pub fn pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, String)>>, D::Error> {
+pub(crate) fn pairs<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<(String, String)>>, D::Error> {
     let pairs = match read(d)? {
         Value::Null => return Ok(None),
         Value::Object(map) => map
@@ -134,7 +136,7 @@ pub fn pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, Stri
 }
 
 /// Any value parsed from its text by `parse`.
-pub fn parsed<'de, D: Deserializer<'de>, T>(
+pub(crate) fn parsed<'de, D: Deserializer<'de>, T>(
     d: D,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<Option<T>, D::Error> {

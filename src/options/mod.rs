@@ -7,8 +7,8 @@
 //! (viper's leniency: numbers and booleans may be strings, lists may be one comma-separated
 //! string); [`duration`] is Go's duration grammar.
 
-pub mod duration;
-pub mod lenient;
+pub(crate) mod duration;
+pub(crate) mod lenient;
 
 /// One layer of configuration that can lie over a lower one (flag > environment > file).
 pub trait Layer {
@@ -49,7 +49,7 @@ pub(crate) use layered;
 
 /// Reads `value` (a config document's map) into `T`; on failure, names the first key whose
 /// value alone fails, so every message says which option is wrong.
-pub fn from_map<T: serde::de::DeserializeOwned>(
+pub(crate) fn from_map<T: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
 ) -> Result<T, (String, String)> {
     match serde_json::from_value::<T>(value.clone()) {

@@ -28,12 +28,12 @@ mod val;
 mod tests;
 
 /// Deepest nesting of operators/arrays a rule may have.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 /// Most nodes a compiled rule may have.
-pub const MAX_NODES: usize = 100_000;
+pub(crate) const MAX_NODES: usize = 100_000;
 /// Most work units (node visits, loop iterations, copied elements and 64-byte text chunks)
 /// one evaluation may use.
-pub const MAX_STEPS: u64 = 1_000_000;
+pub(crate) const MAX_STEPS: u64 = 1_000_000;
 
 /// Which fractional bucketing algorithm `fractional` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1078,7 +1078,7 @@ mod alloc_count {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
 
-    pub struct Counting;
+    pub(super) struct Counting;
 
     thread_local! {
         static COUNT: Cell<usize> = const { Cell::new(0) };
@@ -1102,7 +1102,7 @@ mod alloc_count {
     #[global_allocator]
     static GLOBAL: Counting = Counting;
 
-    pub fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    pub(super) fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
         let before = COUNT.with(Cell::get);
         let r = f();
         (r, COUNT.with(Cell::get) - before)

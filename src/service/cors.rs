@@ -34,13 +34,13 @@ const EXPOSED_HEADERS: [&str; 12] = [
 /// CORS for the configured origins, applied only to requests that carry an `Origin` or are
 /// preflights.
 #[derive(Debug, Clone)]
-pub struct CorsOnOrigin {
+pub(crate) struct CorsOnOrigin {
     cors: CorsLayer,
 }
 
 impl CorsOnOrigin {
     /// CORS allowing `origins` (empty = all).
-    pub fn new(origins: &[String]) -> CorsOnOrigin {
+    pub(crate) fn new(origins: &[String]) -> CorsOnOrigin {
         CorsOnOrigin {
             cors: cors_layer(origins),
         }
@@ -118,7 +118,7 @@ impl<S: Clone> Layer<S> for CorsOnOrigin {
 
 /// The service made by [`CorsOnOrigin`].
 #[derive(Debug, Clone)]
-pub struct CorsService<S> {
+pub(crate) struct CorsService<S> {
     cors: cors::Cors<S>,
     plain: S,
 }

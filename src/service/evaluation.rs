@@ -17,11 +17,11 @@ use crate::evaluator::{EvaluationError, Evaluator, Headers};
 use crate::store::Selector;
 
 /// The request header carrying the selector.
-pub const SELECTOR_HEADER: &str = "flagd-selector";
+pub(crate) const SELECTOR_HEADER: &str = "flagd-selector";
 
 /// How event streams behave.
 #[derive(Debug, Clone, Default)]
-pub struct StreamConfig {
+pub(crate) struct StreamConfig {
     /// Silence after which `keep_alive` is sent (zero disables keep-alives).
     pub keep_alive: Duration,
     /// Server-side stream deadline (v1 and v2 only).
@@ -31,7 +31,7 @@ pub struct StreamConfig {
 /// The shared state behind every evaluation protocol: the evaluator plus what event
 /// streams need (their settings, the drain signal, the metrics and the stream cap).
 #[derive(Debug)]
-pub struct EvaluationService {
+pub(crate) struct EvaluationService {
     /// The transport-free evaluator.
     pub(super) evaluator: Arc<Evaluator>,
     pub(super) streams: StreamConfig,
@@ -46,7 +46,7 @@ pub struct EvaluationService {
 impl EvaluationService {
     /// The evaluation edge over `evaluator`; cancelling `draining` ends event streams, which
     /// count into `metrics` and under `stream_limit`.
-    pub fn new(
+    pub(crate) fn new(
         evaluator: Arc<Evaluator>,
         streams: StreamConfig,
         draining: CancellationToken,
@@ -63,7 +63,7 @@ impl EvaluationService {
     }
 
     /// The evaluator behind every protocol.
-    pub fn evaluator(&self) -> &Evaluator {
+    pub(crate) fn evaluator(&self) -> &Evaluator {
         &self.evaluator
     }
 }
@@ -104,7 +104,7 @@ impl From<InvalidSelector> for Status {
 }
 
 /// The selector of a request (`flagd-selector` header; absent means every flag).
-pub fn selector(headers: &HeaderMap) -> Result<Selector, InvalidSelector> {
+pub(super) fn selector(headers: &HeaderMap) -> Result<Selector, InvalidSelector> {
     let Some(raw) = headers.get(SELECTOR_HEADER) else {
         return Ok(Selector::All);
     };
@@ -115,7 +115,7 @@ pub fn selector(headers: &HeaderMap) -> Result<Selector, InvalidSelector> {
 }
 
 /// flagd's gRPC status for an evaluation error code (spec 1.8).
-pub fn status(code: ErrorCode) -> Status {
+pub(super) fn status(code: ErrorCode) -> Status {
     match code {
         ErrorCode::FlagNotFound => Status::not_found("Flag not found"),
         ErrorCode::TypeMismatch => Status::invalid_argument("Type mismatch error"),

@@ -72,11 +72,11 @@ impl StreamEvent {
 }
 
 /// The message stream of one EventStream call, in the version's response type `R`.
-pub type EventStream<R> = ReceiverStream<Result<R, Status>>;
+pub(crate) type EventStream<R> = ReceiverStream<Result<R, Status>>;
 
 impl EvaluationService {
     /// Opens an event stream for a request on `api` (the selector comes from `headers`).
-    pub fn event_stream<R>(
+    pub(crate) fn event_stream<R>(
         self: &Arc<Self>,
         api: Api,
         headers: &HeaderMap,

@@ -10,18 +10,18 @@ use tonic::Status;
 
 /// The daemon-wide cap on open streams, shared by the evaluation and sync ports.
 #[derive(Debug, Clone)]
-pub struct StreamLimit {
+pub(crate) struct StreamLimit {
     slots: Option<Arc<Semaphore>>,
     max: usize,
 }
 
 /// One open stream's place under the cap; released when dropped.
 #[derive(Debug)]
-pub struct StreamSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub(crate) struct StreamSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 impl StreamLimit {
     /// At most `max` streams at once; 0 = no cap.
-    pub fn new(max: usize) -> StreamLimit {
+    pub(crate) fn new(max: usize) -> StreamLimit {
         StreamLimit {
             slots: (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)))),
             max,
@@ -29,7 +29,7 @@ impl StreamLimit {
     }
 
     /// A slot for a new stream, or RESOURCE_EXHAUSTED when all are taken.
-    pub fn acquire(&self) -> Result<StreamSlot, Status> {
+    pub(crate) fn acquire(&self) -> Result<StreamSlot, Status> {
         match &self.slots {
             None => Ok(StreamSlot(None)),
             Some(slots) => slots

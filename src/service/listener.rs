@@ -25,7 +25,7 @@ use tokio_stream::Stream;
 
 /// Longest time a TLS handshake may take, or a plaintext client may stay silent after
 /// connecting, before the connection is closed.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Idle time before the kernel probes a TCP peer.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -96,7 +96,7 @@ impl Listener {
 
 /// An accepted socket before TLS.
 #[derive(Debug)]
-pub enum Plain {
+pub(crate) enum Plain {
     /// TCP.
     Tcp(TcpStream),
     /// Unix domain socket.
@@ -118,7 +118,7 @@ impl Plain {
 
 /// An accepted connection, plain or TLS.
 #[derive(Debug)]
-pub enum Conn {
+pub(crate) enum Conn {
     /// No TLS.
     Plain(Plain),
     /// TLS over a socket, handshake done.
@@ -126,11 +126,11 @@ pub enum Conn {
 }
 
 /// Accepted connections of a listener.
-pub type Incoming = Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>;
+pub(crate) type Incoming = Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>;
 
 /// Accepts on `listener` (with a TLS handshake when `tls` is set) in a task of its own,
 /// until the returned stream is dropped.
-pub fn incoming(listener: Listener, tls: Option<TlsAcceptor>) -> Incoming {
+pub(crate) fn incoming(listener: Listener, tls: Option<TlsAcceptor>) -> Incoming {
     let (tx, rx) = mpsc::channel::<io::Result<Conn>>(16);
     tokio::spawn(accept_loop(listener, tls, tx));
     Box::pin(ReceiverStream::new(rx))
@@ -358,12 +358,12 @@ impl AsyncWrite for Plain {
 
 /// Longest time an HTTP/1.1 client may take to send a request's headers (flagd: 3 s on
 /// OFREP); a client trickling header bytes is disconnected then.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves HTTP/1.1 with `router` on every connection of `incoming` until `shutdown` is
 /// cancelled; then stops accepting, lets each connection finish its current request and
 /// closes it. Headers must arrive within [`HEADER_READ_TIMEOUT`].
-pub async fn serve_http1(
+pub(crate) async fn serve_http1(
     mut incoming: Incoming,
     router: axum::Router,
     shutdown: tokio_util::sync::CancellationToken,

@@ -42,7 +42,7 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Whether the daemon should receive traffic: sources ready and not shutting down.
 #[derive(Debug, Clone)]
-pub struct TrafficReadiness {
+pub(crate) struct TrafficReadiness {
     ready: watch::Receiver<bool>,
     stopping: CancellationToken,
     /// Whether [`Self::observe`] has seen `stopping` cancelled (it stays cancelled).
@@ -51,7 +51,10 @@ pub struct TrafficReadiness {
 
 impl TrafficReadiness {
     /// Ready while `ready` (the supervisor's latch) is `true` and `stopping` is not cancelled.
-    pub fn new(ready: watch::Receiver<bool>, stopping: CancellationToken) -> TrafficReadiness {
+    pub(crate) fn new(
+        ready: watch::Receiver<bool>,
+        stopping: CancellationToken,
+    ) -> TrafficReadiness {
         TrafficReadiness {
             ready,
             stopping,
@@ -60,7 +63,7 @@ impl TrafficReadiness {
     }
 
     /// Whether the daemon is ready now.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         *self.ready.borrow() && !self.stopping.is_cancelled()
     }
 
@@ -87,7 +90,7 @@ impl TrafficReadiness {
 
 /// The management server, ready to [`serve`](ManagementServer::serve).
 #[derive(Debug, Clone)]
-pub struct ManagementServer {
+pub(crate) struct ManagementServer {
     metrics: Arc<Metrics>,
     store: Arc<Store>,
     sources: StatsReader,
@@ -96,7 +99,7 @@ pub struct ManagementServer {
 
 impl ManagementServer {
     /// A server reporting `readiness`, and metrics from `metrics`, `store` and `sources`.
-    pub fn new(
+    pub(crate) fn new(
         metrics: Arc<Metrics>,
         store: Arc<Store>,
         sources: StatsReader,
@@ -111,7 +114,7 @@ impl ManagementServer {
     }
 
     /// The whole `/metrics` body.
-    pub fn render_metrics(&self) -> String {
+    pub(crate) fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.metrics.render(&mut out);
         render_sources(
@@ -125,7 +128,7 @@ impl ManagementServer {
 
     /// Serves on `listener` until `shutdown` is cancelled (the daemon cancels it last, after
     /// every other port has drained).
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,

@@ -7,13 +7,13 @@
 //! a [`Context`](crate::eval::Context), asks the transport-free
 //! [`Evaluator`](crate::evaluator::Evaluator), and maps its result once at its edge.
 
-pub mod listener;
-pub mod management;
+pub(crate) mod listener;
+pub(crate) mod management;
 pub mod metrics;
 pub mod proto;
-pub mod protojson;
-pub mod sync;
-pub mod tls;
+pub(crate) mod protojson;
+pub(crate) mod sync;
+pub(crate) mod tls;
 pub mod wire;
 
 #[macro_use]
@@ -22,7 +22,7 @@ mod connect;
 mod cors;
 mod evaluation;
 mod events;
-pub mod limits;
+pub(crate) mod limits;
 mod ofrep;
 mod schema_v1;
 mod server;
@@ -30,12 +30,13 @@ mod stream;
 mod v1;
 mod v2;
 
-pub use connect::{Connect, ConnectLayer};
-pub use cors::{CorsOnOrigin, CorsService};
-pub use evaluation::{EvaluationService, StreamConfig, SELECTOR_HEADER};
-pub use events::{EventStream, StreamEvent};
-pub use ofrep::{OfrepConfig, OfrepServer};
-pub use schema_v1::SchemaV1;
-pub use server::{EvaluationConfig, EvaluationServer, ServeError};
-pub use v1::V1;
-pub use v2::V2;
+// Lambda's function mode builds Connect and CORS itself, around its own edge service.
+#[cfg(feature = "lambda")]
+pub(crate) use connect::ConnectLayer;
+#[cfg(feature = "lambda")]
+pub(crate) use cors::CorsOnOrigin;
+#[cfg(feature = "lambda")]
+pub(crate) use evaluation::EvaluationService;
+pub(crate) use evaluation::StreamConfig;
+pub(crate) use ofrep::{OfrepConfig, OfrepServer};
+pub(crate) use server::{EvaluationConfig, EvaluationServer, ServeError};

@@ -33,7 +33,7 @@ use crate::flags::Flag;
 
 /// How the OFREP port behaves.
 #[derive(Debug, Clone, Default)]
-pub struct OfrepConfig {
+pub(crate) struct OfrepConfig {
     /// The largest request body accepted, in bytes (zero: no limit).
     pub max_request_body: usize,
     /// Origins answered with CORS headers.
@@ -42,7 +42,7 @@ pub struct OfrepConfig {
 
 /// The OFREP server on port 8016, ready to [`serve`](OfrepServer::serve).
 #[derive(Debug, Clone)]
-pub struct OfrepServer {
+pub(crate) struct OfrepServer {
     evaluator: Arc<Evaluator>,
     max_request_body: usize,
     cors: CorsOnOrigin,
@@ -51,7 +51,7 @@ pub struct OfrepServer {
 
 impl OfrepServer {
     /// A server evaluating with `evaluator` (shared with port 8013).
-    pub fn new(config: OfrepConfig, evaluator: Arc<Evaluator>) -> OfrepServer {
+    pub(crate) fn new(config: OfrepConfig, evaluator: Arc<Evaluator>) -> OfrepServer {
         OfrepServer {
             evaluator,
             max_request_body: config.max_request_body,
@@ -61,13 +61,13 @@ impl OfrepServer {
     }
 
     /// Records request durations into `metrics` (`service_name="flagd-ofrep"`).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> OfrepServer {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> OfrepServer {
         self.metrics = Some(metrics);
         self
     }
 
     /// The routes (also usable without a listener, e.g. in tests).
-    pub fn router(self) -> Router {
+    pub(crate) fn router(self) -> Router {
         let cors = self.cors.clone();
         let metrics = self.metrics.clone();
         let router = Router::new()
@@ -87,7 +87,7 @@ impl OfrepServer {
 
     /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` is cancelled, then
     /// lets in-flight requests finish.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,

@@ -19,16 +19,16 @@ use super::wire::{number_from_f64, JsonStruct, MAX_SAFE_INTEGER};
 /// Why a JSON request could not be decoded (becomes INVALID_ARGUMENT).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct JsonError(pub String);
+pub(crate) struct JsonError(pub String);
 
 /// A request message that can be read from protojson.
-pub trait FromJson: Sized {
+pub(crate) trait FromJson: Sized {
     /// Decodes one JSON request object.
     fn from_json(bytes: &[u8]) -> Result<Self, JsonError>;
 }
 
 /// A response message that can be written as protojson.
-pub trait ToJson {
+pub(crate) trait ToJson {
     /// Encodes the message as one compact JSON object.
     fn to_json(&self) -> Vec<u8>;
 }
@@ -130,7 +130,7 @@ empty_requests!(
 /// Makes request numbers what they would be after a trip through `google.protobuf.Value`
 /// (a double): whole values within ±2^53 become integers, others the nearest double, so a
 /// context reads the same over JSON as over protobuf (see `wire.rs`).
-pub fn normalize_numbers(map: &mut Map<String, Value>) {
+pub(crate) fn normalize_numbers(map: &mut Map<String, Value>) {
     for value in map.values_mut() {
         normalize_value(value);
     }

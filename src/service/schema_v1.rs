@@ -9,7 +9,7 @@ use super::proto::schema_v1 as pb;
 
 /// The schema.v1 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct SchemaV1(pub Arc<EvaluationService>);
+pub(crate) struct SchemaV1(pub Arc<EvaluationService>);
 
 evaluation_service!(
     SchemaV1,

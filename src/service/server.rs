@@ -36,7 +36,7 @@ const HEALTH_NAMES: [&str; 4] = [
 
 /// Why the evaluation server could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     /// The reflection descriptors could not be loaded.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -47,7 +47,7 @@ pub enum ServeError {
 
 /// How the evaluation port behaves.
 #[derive(Debug, Clone, Default)]
-pub struct EvaluationConfig {
+pub(crate) struct EvaluationConfig {
     /// Event streams: keep-alive and deadline.
     pub streams: StreamConfig,
     /// The largest request message accepted, in bytes (zero: no limit).
@@ -60,7 +60,7 @@ pub struct EvaluationConfig {
 
 /// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
 #[derive(Debug)]
-pub struct EvaluationServer {
+pub(crate) struct EvaluationServer {
     evaluator: Arc<Evaluator>,
     streams: StreamConfig,
     stream_limit: StreamLimit,
@@ -73,7 +73,7 @@ pub struct EvaluationServer {
 impl EvaluationServer {
     /// A server answering with `evaluator`, counting requests into `metrics` and event
     /// streams under `limit` (shared with the sync port).
-    pub fn new(
+    pub(crate) fn new(
         config: EvaluationConfig,
         evaluator: Arc<Evaluator>,
         metrics: Arc<Metrics>,
@@ -94,7 +94,7 @@ impl EvaluationServer {
     /// drains: health turns NOT_SERVING, event streams get `provider_shutdown` and end,
     /// in-flight requests finish (for at most five seconds). Health reports SERVING once
     /// `ready` is `true`.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,

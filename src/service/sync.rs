@@ -49,17 +49,17 @@ use crate::store::{Selector, Snapshot, Store};
 const STARTUP_GATE: Duration = Duration::from_secs(5);
 
 /// Interval of server-initiated HTTP/2 PINGs on idle connections.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long a server PING may go unanswered before the connection is closed.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Messages buffered per stream before the stream task waits for the client.
 const STREAM_BUFFER: usize = 4;
 
 /// How the sync port behaves.
 #[derive(Debug, Clone, Default)]
-pub struct SyncServiceConfig {
+pub(crate) struct SyncServiceConfig {
     /// The `-X` static context, sent as `sync_context` and by `GetMetadata`.
     pub static_context: Context,
     /// Answer `GetMetadata` with UNIMPLEMENTED.
@@ -72,7 +72,7 @@ pub struct SyncServiceConfig {
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
 #[derive(Debug)]
-pub struct SyncServer {
+pub(crate) struct SyncServer {
     config: SyncServiceConfig,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
@@ -81,7 +81,7 @@ pub struct SyncServer {
 
 /// The `FlagSyncService` implementation.
 #[derive(Debug, Clone)]
-pub struct SyncService(Arc<Shared>);
+pub(crate) struct SyncService(Arc<Shared>);
 
 #[derive(Debug)]
 struct Shared {
@@ -98,7 +98,7 @@ struct Shared {
 impl SyncServer {
     /// A sync server over `store`, counting into `metrics`, its SyncFlags streams under
     /// `limit` (shared with the evaluation port).
-    pub fn new(
+    pub(crate) fn new(
         config: SyncServiceConfig,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
@@ -119,7 +119,7 @@ impl SyncServer {
     /// As in flagd, calls are answered only once `ready` is `true` or five seconds have
     /// passed, so clients never receive an empty document because the sources were still
     /// loading; until then connections wait in the listen backlog.
-    pub async fn serve(
+    pub(crate) async fn serve(
         self,
         listener: impl Into<Listener>,
         tls: Option<TlsAcceptor>,

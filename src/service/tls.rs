@@ -22,11 +22,11 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 /// ALPN of the evaluation port: gRPC needs `h2`; gRPC-Web and Connect also run over HTTP/1.1.
-pub const ALPN_EVALUATION: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub(crate) const ALPN_EVALUATION: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// ALPN of the sync port (gRPC only).
-pub const ALPN_SYNC: &[&[u8]] = &[b"h2"];
+pub(crate) const ALPN_SYNC: &[&[u8]] = &[b"h2"];
 /// ALPN of the OFREP port (HTTP/1.1 only).
-pub const ALPN_OFREP: &[&[u8]] = &[b"http/1.1"];
+pub(crate) const ALPN_OFREP: &[&[u8]] = &[b"http/1.1"];
 
 /// How long after a change event the files are read, so that a certificate and key written
 /// one after the other are read as a pair.
@@ -85,7 +85,7 @@ pub enum TlsError {
 
 /// The server certificate of the TLS ports, swapped atomically on reload.
 #[derive(Debug)]
-pub struct ServerTls {
+pub(crate) struct ServerTls {
     certificate: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -97,7 +97,7 @@ pub struct ServerTls {
 impl ServerTls {
     /// TLS from the two paths, `None` when neither is given; an error when only one is, or
     /// when the pair cannot be loaded.
-    pub fn from_paths(
+    pub(crate) fn from_paths(
         certificate: Option<&Path>,
         key: Option<&Path>,
     ) -> Result<Option<Arc<ServerTls>>, TlsError> {
@@ -128,7 +128,10 @@ impl ServerTls {
 
     /// This TLS requiring a client certificate that chains to the CA bundle at `ca`
     /// (mutual TLS). Call before any [`acceptor`](ServerTls::acceptor).
-    pub fn require_client_certificates(self: Arc<Self>, ca: &Path) -> Result<Arc<Self>, TlsError> {
+    pub(crate) fn require_client_certificates(
+        self: Arc<Self>,
+        ca: &Path,
+    ) -> Result<Arc<Self>, TlsError> {
         let fail = |message: String| TlsError::ClientCa {
             path: ca.to_owned(),
             message,
@@ -160,7 +163,7 @@ impl ServerTls {
     }
 
     /// An acceptor for one port, offering `alpn` (TLS 1.2 and 1.3, no client certificates).
-    pub fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
+    pub(crate) fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .expect("the ring provider supports TLS 1.2 and 1.3");
@@ -173,16 +176,9 @@ impl ServerTls {
         TlsAcceptor::from(Arc::new(config))
     }
 
-    /// Reads the files again; on success new handshakes use the new pair.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let loaded = load(&self.certificate, &self.key, &self.provider)?;
-        self.current.store(Arc::new(loaded));
-        Ok(())
-    }
-
     /// Watches the directories of both files and reloads on every change, until the
     /// returned guard is dropped. Invalid replacements are logged and ignored.
-    pub fn watch(self: &Arc<Self>) -> Result<ReloadGuard, TlsError> {
+    pub(crate) fn watch(self: &Arc<Self>) -> Result<ReloadGuard, TlsError> {
         use notify::Watcher as _;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher =
@@ -235,15 +231,10 @@ impl ServerTls {
             task,
         })
     }
-
-    /// The certificate chain new handshakes present (DER, leaf first).
-    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current.load().cert.clone()
-    }
 }
 
 /// Keeps the certificate reload running; dropping it stops watching.
-pub struct ReloadGuard {
+pub(crate) struct ReloadGuard {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
 }

@@ -8,7 +8,7 @@ use super::proto::evaluation_v1 as pb;
 
 /// The v1 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct V1(pub Arc<EvaluationService>);
+pub(crate) struct V1(pub Arc<EvaluationService>);
 
 evaluation_service!(
     V1,

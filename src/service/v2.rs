@@ -8,7 +8,7 @@ use super::proto::evaluation_v2 as pb;
 
 /// The v2 adapter over the shared [`EvaluationService`].
 #[derive(Debug, Clone)]
-pub struct V2(pub Arc<EvaluationService>);
+pub(crate) struct V2(pub Arc<EvaluationService>);
 
 evaluation_service!(
     V2,

@@ -171,7 +171,7 @@ pub(crate) fn stable_hash(parts: &[&str]) -> u64 {
 ///
 /// `ECS_CONTAINER_METADATA_URI_V4` is a plain-HTTP link-local URL; `GET $URI/task` answers
 /// JSON with `TaskARN` (`arn:aws:ecs:region:account:task/cluster/TASK_ID`).
-pub async fn ecs_task_id() -> Option<String> {
+pub(super) async fn ecs_task_id() -> Option<String> {
     let base = std::env::var("ECS_CONTAINER_METADATA_URI_V4").ok()?;
     ecs_task_id_from(&base).await
 }

@@ -32,7 +32,10 @@ pub fn build_source(config: &SourceConfig) -> Result<NamedSource, SyncError> {
 }
 
 /// Builds the provider for one configured source in `env`.
-pub fn build_source_in(config: &SourceConfig, env: &SourceEnv) -> Result<NamedSource, SyncError> {
+pub(super) fn build_source_in(
+    config: &SourceConfig,
+    env: &SourceEnv,
+) -> Result<NamedSource, SyncError> {
     let invalid = |error: SourceError| SyncError::InvalidSource {
         uri: config.uri.clone(),
         error,

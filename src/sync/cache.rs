@@ -23,14 +23,14 @@ const MAGIC: &str = "flagpole-cache 1";
 
 /// A directory of cached source documents.
 #[derive(Debug)]
-pub struct Cache {
+pub(super) struct Cache {
     dir: PathBuf,
     max_size: usize,
 }
 
 impl Cache {
     /// Uses `dir` (created if missing); documents above `max_size` bytes are not read back.
-    pub fn new(dir: &Path, max_size: usize) -> io::Result<Cache> {
+    pub(super) fn new(dir: &Path, max_size: usize) -> io::Result<Cache> {
         fs::create_dir_all(dir)?;
         Ok(Cache {
             dir: dir.to_owned(),
@@ -44,7 +44,7 @@ impl Cache {
     }
 
     /// Replaces the cached copy of `uri` with `payload` (write, fsync, rename).
-    pub fn store(&self, uri: &str, payload: &Payload) -> io::Result<()> {
+    pub(super) fn store(&self, uri: &str, payload: &Payload) -> io::Result<()> {
         let path = self.path(uri);
         let temporary = path.with_extension("tmp");
         let format = match payload.format {
@@ -69,7 +69,7 @@ impl Cache {
     }
 
     /// The cached copy of `uri`, if there is a readable one made for that URI.
-    pub fn load(&self, uri: &str) -> Option<Payload> {
+    pub(super) fn load(&self, uri: &str) -> Option<Payload> {
         let path = self.path(uri);
         let bytes = match limit::read_file_blocking(&path, self.max_size.saturating_add(4096)) {
             Ok(bytes) => bytes,

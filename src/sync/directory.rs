@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::aws::Aws;
 use super::build::{build_source_in, NamedSource};
@@ -42,7 +43,7 @@ pub(super) enum Origin {
 struct Entry {
     state: Arc<RunningSource>,
     refresh: Option<RefreshHandle>,
-    stop: Option<watch::Sender<bool>>,
+    stop: Option<CancellationToken>,
     object: Option<(String, String)>,
     origin: Origin,
     sink: Option<PayloadSink>,
@@ -202,7 +203,7 @@ impl SourceDirectory {
         let entry = inner.entries.remove(index);
         tracing::info!(source = %entry.state.uri, "removing sync source");
         if let Some(stop) = entry.stop {
-            stop.send_replace(true);
+            stop.cancel();
         }
         entry.state.retire(&self.store);
     }

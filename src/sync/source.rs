@@ -22,6 +22,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
 use crate::flags::{parse_document, Format};
@@ -70,59 +71,34 @@ pub enum Delivery {
     Unchanged,
 }
 
-/// A shutdown signal sources can await (cloneable, level-triggered).
+/// A shutdown signal sources can await (cloneable, level-triggered): a cancellation token.
 ///
 /// It fires when the daemon shuts down or, for a source removed at run time, when that one
-/// source is stopped.
+/// source is stopped (a child token).
 #[derive(Debug, Clone)]
-pub struct Shutdown {
-    global: watch::Receiver<bool>,
-    local: Option<watch::Receiver<bool>>,
-}
+pub struct Shutdown(CancellationToken);
 
 impl Shutdown {
-    /// A signal and the sender that fires it.
-    pub fn channel() -> (watch::Sender<bool>, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (
-            tx,
-            Shutdown {
-                global: rx,
-                local: None,
-            },
-        )
+    /// A signal and the token that fires it.
+    pub fn channel() -> (CancellationToken, Shutdown) {
+        let token = CancellationToken::new();
+        (token.clone(), Shutdown(token))
     }
 
-    /// This signal, also fired by the returned sender (to stop one source alone).
-    pub(super) fn with_local(&self) -> (watch::Sender<bool>, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (
-            tx,
-            Shutdown {
-                global: self.global.clone(),
-                local: Some(rx),
-            },
-        )
+    /// This signal, also fired by the returned token (to stop one source alone).
+    pub(super) fn with_local(&self) -> (CancellationToken, Shutdown) {
+        let local = self.0.child_token();
+        (local.clone(), Shutdown(local))
     }
 
-    /// Completes once shutdown has been requested (or the supervisor is gone).
+    /// Completes once shutdown has been requested.
     pub async fn wait(&mut self) {
-        match self.local.as_mut() {
-            Some(local) => {
-                tokio::select! {
-                    _ = self.global.wait_for(|stop| *stop) => {}
-                    _ = local.wait_for(|stop| *stop) => {}
-                }
-            }
-            None => {
-                let _ = self.global.wait_for(|stop| *stop).await;
-            }
-        }
+        self.0.cancelled().await;
     }
 
     /// Whether shutdown has been requested.
     pub fn is_requested(&self) -> bool {
-        *self.global.borrow() || self.local.as_ref().is_some_and(|l| *l.borrow())
+        self.0.is_cancelled()
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::DropGuard;
 
 use super::build::{build_source_in, NamedSource};
 use super::cache::Cache;
@@ -26,7 +27,8 @@ use crate::store::Store;
 #[derive(Debug)]
 pub struct Supervisor {
     ready: watch::Receiver<bool>,
-    shutdown: watch::Sender<bool>,
+    /// Stops every source when cancelled, or when the supervisor is dropped.
+    shutdown: DropGuard,
     directory: Arc<SourceDirectory>,
     consumer: Option<JoinHandle<()>>,
 }
@@ -146,7 +148,7 @@ impl Supervisor {
         }
         Supervisor {
             ready: readiness.subscribe(),
-            shutdown: shutdown_tx,
+            shutdown: shutdown_tx.drop_guard(),
             directory,
             consumer: None,
         }
@@ -190,7 +192,7 @@ impl Supervisor {
     /// outlives the container's grace period.
     pub async fn shutdown_within(self, budget: Duration) {
         let deadline = tokio::time::Instant::now() + budget.min(MAX_DURATION);
-        self.shutdown.send_replace(true);
+        drop(self.shutdown);
         let tasks = self.directory.take_tasks();
         for task in self.consumer.into_iter().chain(tasks) {
             finish_by(task, deadline).await;

@@ -6,12 +6,12 @@ use tonic::Status;
 /// Flag of a compressed message (compression is not supported).
 const COMPRESSED: u8 = 0x01;
 /// Flag of the end-of-stream message.
-pub const END_STREAM: u8 = 0x02;
+pub(super) const END_STREAM: u8 = 0x02;
 /// Length of the envelope prefix.
 const PREFIX: usize = 5;
 
 /// One envelope around `payload`.
-pub fn frame(flags: u8, payload: &[u8]) -> Bytes {
+pub(super) fn frame(flags: u8, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(PREFIX + payload.len());
     out.put_u8(flags);
     // Payloads are bounded by the request limit or are our own small messages.
@@ -22,7 +22,7 @@ pub fn frame(flags: u8, payload: &[u8]) -> Bytes {
 
 /// The payload of the single request message of a server-streaming call; an empty body is
 /// taken as an empty message (the evaluation stream requests carry no fields anyway).
-pub fn single_message(body: &[u8]) -> Result<Option<&[u8]>, Status> {
+pub(super) fn single_message(body: &[u8]) -> Result<Option<&[u8]>, Status> {
     if body.is_empty() {
         return Ok(None);
     }

@@ -7,7 +7,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 
 /// The Connect name of a gRPC code (`not_found`, `invalid_argument`, ...).
-pub fn code_name(code: Code) -> &'static str {
+pub(super) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "ok",
         Code::Cancelled => "canceled",
@@ -30,7 +30,7 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 /// The HTTP status of a unary Connect error with this code.
-pub fn http_status(code: Code) -> StatusCode {
+pub(super) fn http_status(code: Code) -> StatusCode {
     let status = match code {
         Code::Ok => 200,
         Code::Cancelled => 499,
@@ -66,7 +66,7 @@ impl<'a> ErrorJson<'a> {
 }
 
 /// The unary response for `status`: its HTTP status and a JSON error body.
-pub fn unary_response(status: &Status) -> Response<Body> {
+pub(super) fn unary_response(status: &Status) -> Response<Body> {
     let body = serde_json::to_vec(&ErrorJson::of(status)).unwrap_or_default();
     let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(body))));
     *response.status_mut() = http_status(status.code());
@@ -78,7 +78,7 @@ pub fn unary_response(status: &Status) -> Response<Body> {
 }
 
 /// The JSON end-of-stream message: `{}` after success, `{"error": {...}}` after `status`.
-pub fn end_stream_json(status: Option<&Status>) -> Vec<u8> {
+pub(super) fn end_stream_json(status: Option<&Status>) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct EndStream<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -41,14 +41,14 @@ use super::v2::V2;
 
 /// Adds Connect to the evaluation services it wraps.
 #[derive(Debug, Clone)]
-pub struct ConnectLayer {
+pub(crate) struct ConnectLayer {
     evaluator: Arc<EvaluationService>,
     max_request_body: usize,
 }
 
 impl ConnectLayer {
     /// Connect over `evaluator`; request bodies above `max_request_body` bytes are refused.
-    pub fn new(evaluator: Arc<EvaluationService>, max_request_body: usize) -> ConnectLayer {
+    pub(crate) fn new(evaluator: Arc<EvaluationService>, max_request_body: usize) -> ConnectLayer {
         ConnectLayer {
             evaluator,
             max_request_body,
@@ -70,7 +70,7 @@ impl<S> Layer<S> for ConnectLayer {
 
 /// The service made by [`ConnectLayer`].
 #[derive(Debug, Clone)]
-pub struct Connect<S> {
+pub(crate) struct Connect<S> {
     inner: S,
     evaluator: Arc<EvaluationService>,
     max_request_body: usize,

@@ -13,17 +13,17 @@ pub(super) struct Family<'o> {
 
 impl<'o> Family<'o> {
     /// Starts a counter family (`name` includes the `_total` suffix).
-    pub fn counter(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
+    pub(super) fn counter(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
         Family::start(out, name, help, "counter")
     }
 
     /// Starts a gauge family.
-    pub fn gauge(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
+    pub(super) fn gauge(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
         Family::start(out, name, help, "gauge")
     }
 
     /// Starts a histogram family (samples are `_bucket`, `_sum`, `_count`).
-    pub fn histogram(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
+    pub(super) fn histogram(out: &'o mut String, name: &'static str, help: &str) -> Family<'o> {
         Family::start(out, name, help, "histogram")
     }
 
@@ -34,12 +34,17 @@ impl<'o> Family<'o> {
     }
 
     /// Writes one sample of the family.
-    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+    pub(super) fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         write_sample(self.out, self.name, "", labels, None, value);
     }
 
     /// Writes every sample of one histogram series (cumulative buckets, sum, count).
-    pub fn series(&mut self, labels: &[(&str, &str)], bounds: &[f64], histogram: &Histogram) {
+    pub(super) fn series(
+        &mut self,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        histogram: &Histogram,
+    ) {
         let mut cumulative = 0u64;
         for (i, count) in histogram.buckets.iter().enumerate() {
             cumulative += count;

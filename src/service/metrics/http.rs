@@ -19,7 +19,7 @@ use super::{Metrics, OVERFLOW_LABEL};
 use crate::service::proto::FILE_DESCRIPTOR_SET;
 
 /// Maps a request path to its bounded `http_route` label.
-pub type RouteFn = fn(&str) -> &'static str;
+pub(super) type RouteFn = fn(&str) -> &'static str;
 
 /// Times requests into [`Metrics::request`].
 #[derive(Debug, Clone)]

@@ -29,7 +29,7 @@ impl Cell {
     }
 
     /// The current count.
-    pub fn get(&self) -> u64 {
+    pub(super) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -78,7 +78,7 @@ pub(super) struct Histogram {
 
 impl Histogram {
     /// Adds one thread's observations.
-    pub fn add(&mut self, cell: &HistogramCell) {
+    pub(super) fn add(&mut self, cell: &HistogramCell) {
         for (mine, theirs) in self.buckets.iter_mut().zip(&cell.buckets) {
             *mine += theirs.get();
         }
@@ -148,7 +148,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Registry {
     /// A registry with no cells yet.
-    pub fn new() -> Arc<Registry> {
+    pub(super) fn new() -> Arc<Registry> {
         Arc::new(Registry {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             successes: Mutex::new(Vec::new()),
@@ -158,7 +158,7 @@ impl Registry {
     }
 
     /// Runs `f` with the calling thread's cache for this registry.
-    pub fn with_local<R>(self: &Arc<Self>, f: impl FnOnce(&mut Local) -> R) -> R {
+    pub(super) fn with_local<R>(self: &Arc<Self>, f: impl FnOnce(&mut Local) -> R) -> R {
         LOCAL.with(|cache| {
             let mut cache = cache.borrow_mut();
             let index = match cache.iter().position(|(id, _, _)| *id == self.id) {
@@ -174,7 +174,13 @@ impl Registry {
     }
 
     /// Counts a success under already-bounded labels, in the calling thread's cell.
-    pub fn success(&self, local: &mut Local, key: &str, variant: &str, reason: &'static str) {
+    pub(super) fn success(
+        &self,
+        local: &mut Local,
+        key: &str,
+        variant: &str,
+        reason: &'static str,
+    ) {
         let series = match local.successes.get_mut(key) {
             Some(series) => series,
             None => local.successes.entry(key.into()).or_default(),
@@ -194,12 +200,12 @@ impl Registry {
     }
 
     /// Whether this thread already has a series for `key`.
-    pub fn knows(local: &Local, key: &str) -> bool {
+    pub(super) fn knows(local: &Local, key: &str) -> bool {
         local.successes.contains_key(key)
     }
 
     /// Counts a failure (reason, error code) in the calling thread's cell.
-    pub fn failure(&self, local: &mut Local, reason: &'static str, code: &'static str) {
+    pub(super) fn failure(&self, local: &mut Local, reason: &'static str, code: &'static str) {
         match local.failures.iter().find(|(k, _)| *k == (reason, code)) {
             Some((_, cell)) => cell.increment(),
             None => {
@@ -212,7 +218,7 @@ impl Registry {
     }
 
     /// Records a request duration in the calling thread's histogram for `series`.
-    pub fn request(&self, local: &mut Local, series: HttpSeries, seconds: f64) {
+    pub(super) fn request(&self, local: &mut Local, series: HttpSeries, seconds: f64) {
         let cell = local.http.entry(series).or_insert_with(|| {
             let cell = Arc::new(HistogramCell::default());
             lock(&self.http).push((series, cell.clone()));
@@ -222,21 +228,21 @@ impl Registry {
     }
 
     /// Visits every success cell with its labels.
-    pub fn for_each_success(&self, mut f: impl FnMut(&SuccessLabels, u64)) {
+    pub(super) fn for_each_success(&self, mut f: impl FnMut(&SuccessLabels, u64)) {
         for (labels, cell) in lock(&self.successes).iter() {
             f(labels, cell.get());
         }
     }
 
     /// Visits every failure cell with its labels.
-    pub fn for_each_failure(&self, mut f: impl FnMut(FailureLabels, u64)) {
+    pub(super) fn for_each_failure(&self, mut f: impl FnMut(FailureLabels, u64)) {
         for (labels, cell) in lock(&self.failures).iter() {
             f(*labels, cell.get());
         }
     }
 
     /// Visits every histogram cell with its series.
-    pub fn for_each_request(&self, mut f: impl FnMut(HttpSeries, &HistogramCell)) {
+    pub(super) fn for_each_request(&self, mut f: impl FnMut(HttpSeries, &HistogramCell)) {
         for (series, cell) in lock(&self.http).iter() {
             f(*series, cell);
         }
