@@ -21,6 +21,8 @@ use support::{eventually_within, TestDaemon};
 
 /// Upper bound for anything to happen; tests poll well below it.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// Long enough for one full backoff (30 s cap) plus the SDK's own retries after an outage.
+const RECOVERY_PATIENCE: Duration = Duration::from_secs(90);
 const BUCKET: &str = "flags";
 const KEY: &str = "flags.json";
 
@@ -380,7 +382,14 @@ async fn sqs_unreachable_is_retried_and_reported_while_serving() {
 
     // SQS is back: the waiting event delivers the change (the safety poll is an hour away).
     proxy.set(Mode::Pass).await;
-    wait_color(&daemon, "BLUE", "the change delivered after the outage").await;
+    // The consumer backs off up to 30 s between failed receives (and the SDK retries inside
+    // each), so the first receive after the outage may be that far away on a loaded machine.
+    eventually_within(
+        RECOVERY_PATIENCE,
+        "the change delivered after the outage",
+        || async { color(&daemon).await == "BLUE" },
+    )
+    .await;
     eventually_within(PATIENCE, "the event deleted", || async {
         messages_in(&moto, &queue).await == 0
     })
