@@ -15,7 +15,7 @@ use flagpole::service::proto::evaluation_v1 as v1;
 use flagpole::store::{Selector, Store};
 use flagpole::sync::Supervisor;
 use serde_json::json;
-use support::moto::{self, s3_source, Moto};
+use support::moto::{self, messages_in, s3_source, send, Moto};
 use support::proxy::{FaultProxy, Mode};
 use support::{eventually_within, TestDaemon};
 
@@ -82,35 +82,6 @@ async fn notified_queue(moto: &Moto, events: &[&str]) -> String {
         moto.notify_queue(BUCKET, &arn, events).await;
     }
     url
-}
-
-/// Visible plus in-flight messages.
-async fn messages_in(moto: &Moto, url: &str) -> u64 {
-    let attributes = moto
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default();
-    attributes
-        .values()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
-}
-
-async fn send(moto: &Moto, url: &str, body: &str) {
-    moto.sqs()
-        .send_message()
-        .queue_url(url)
-        .message_body(body)
-        .send()
-        .await
-        .expect("SendMessage");
 }
 
 /// The S3 source reading the object through `endpoint` (the proxy) rather than the

@@ -14,7 +14,7 @@ use flagpole::store::{Selector, Store};
 use flagpole::sync::{SourceStats, Supervisor};
 use serde_json::json;
 use support::eventually_within;
-use support::moto::{self, s3_source, s3_uri, settings, Moto};
+use support::moto::{self, messages_in, s3_source, s3_uri, send, settings, Moto};
 
 /// Upper bound for anything to happen; tests poll well below it.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -93,43 +93,6 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .unwrap()
         .remove(&QueueAttributeName::QueueArn)
         .unwrap()
-}
-
-/// Visible plus in-flight messages.
-async fn messages_in(moto: &Moto, url: &str) -> u64 {
-    let attributes = moto
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default();
-    [
-        QueueAttributeName::ApproximateNumberOfMessages,
-        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-    ]
-    .iter()
-    .map(|a| {
-        attributes
-            .get(a)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    })
-    .sum()
-}
-
-async fn send(moto: &Moto, url: &str, body: &str) {
-    moto.sqs()
-        .send_message()
-        .queue_url(url)
-        .message_body(body)
-        .send()
-        .await
-        .expect("SendMessage");
 }
 
 async fn started(settings: &Settings) -> (Arc<Store>, Supervisor) {

@@ -240,3 +240,34 @@ pub fn s3_source(bucket: &str, key: &str) -> SourceConfig {
 pub fn s3_uri(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}?use_path_style=true")
 }
+
+/// Visible plus in-flight messages in the queue at `url`.
+pub async fn messages_in(moto: &Moto, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = moto
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .values()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sends `body` to the queue at `url`.
+pub async fn send(moto: &Moto, url: &str, body: &str) {
+    moto.sqs()
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("SendMessage");
+}
