@@ -179,6 +179,13 @@ Given(/^a (\w+) flagd provider$/, async function (kind) {
   } else if (kind === 'forbidden') {
     options.port = PORTS.FORBIDDEN_PORT;
     wait = false;
+  } else if (kind === 'ssl') {
+    // The TLS instance, trusting only the run's throw-away CA (tests/support/gen-test-certs).
+    // The provider falls back to the system roots when certPath names no file, so a wrong
+    // path fails the handshake rather than passing unnoticed.
+    options.port = inProcess ? PORTS.SSL_SYNC_PORT : PORTS.SSL_EVAL_PORT;
+    options.tls = true;
+    options.certPath = path.join(WORK, 'certs', 'ca.pem');
   } else if (kind !== 'stable' && kind !== 'metadata') {
     throw new Error(`no ${kind} flagd provider in this suite`);
   }
