@@ -7,6 +7,7 @@
 #                          config.json (relative uris, as the testbed's launchpad configures flagd)
 #   ports                  the ports of this run (sourced)
 #   flagpole.pid           the running daemon; flagpole.log its output (appended across restarts)
+#   flagd.sock, sync.sock  the unix sockets of the "socket" instance (below)
 #   restarting             present while a "connection lost" restart is pending
 #   restarter.pid          the background process of that restart
 #   stopped                present once the suite is tearing down: no restart may start
@@ -66,9 +67,12 @@ PY
 }
 
 # The daemons of a suite run, each with its own ports and pid file (flagpole[-NAME].pid) and
-# all logging into flagpole.log: "plain" (the testbed's default flagd) and "ssl" (TLS with the
-# certificates in $CONFORMANCE_WORK/certs, for the @customCert scenarios).
-flagpole_instances="plain ssl"
+# all logging into flagpole.log: "plain" (the testbed's default flagd), "ssl" (TLS with the
+# certificates in $CONFORMANCE_WORK/certs, for the @customCert scenarios) and "socket" (the
+# evaluation and sync services on the unix sockets below instead of TCP, for @unixsocket).
+flagpole_instances="plain ssl socket"
+flagpole_socket=$CONFORMANCE_WORK/flagd.sock
+flagpole_sync_socket=$CONFORMANCE_WORK/sync.sock
 
 # Starts every flagpole instance in the background from the testbed directory (the config's
 # uris are relative).
@@ -93,6 +97,10 @@ flagpole_start_instance() {
       --server-cert-path "$CONFORMANCE_WORK/certs/server.pem"
       --server-key-path "$CONFORMANCE_WORK/certs/server.key")
     pid_file=$CONFORMANCE_WORK/flagpole-ssl.pid
+  elif [ "$instance" = socket ]; then
+    args=(--socket-path "$flagpole_socket" --sync-socket-path "$flagpole_sync_socket"
+      --management-port "$SOCKET_MGMT_PORT" --ofrep-port "$SOCKET_OFREP_PORT")
+    pid_file=$CONFORMANCE_WORK/flagpole-socket.pid
   fi
   (
     cd "$CONFORMANCE_WORK/testbed" || exit
@@ -108,7 +116,7 @@ flagpole_start_instance() {
 # a restarted daemon is an orphan, and the container's init reaps late) counts as gone.
 flagpole_stop() {
   local signal=${1:-TERM} pid pid_file pids=()
-  for pid_file in "$CONFORMANCE_WORK"/flagpole.pid "$CONFORMANCE_WORK"/flagpole-ssl.pid; do
+  for pid_file in "$CONFORMANCE_WORK"/flagpole{,-ssl,-socket}.pid; do
     pid=$(cat "$pid_file" 2>/dev/null) || continue
     rm -f "$pid_file"
     [ -n "$pid" ] || continue
@@ -146,5 +154,10 @@ flagpole_await_ready() {
     --port "$SSL_EVAL_PORT" --management-port "$SSL_MGMT_PORT" \
     --config "$CONFORMANCE_WORK/testbed/config.json" \
     --ca "$CONFORMANCE_WORK/certs/ca.pem" \
-    ${PROBE_SYNC:+--sync-port "$SSL_SYNC_PORT"}
+    ${PROBE_SYNC:+--sync-port "$SSL_SYNC_PORT"} &&
+  "$conformance_python" "$conformance_dir/probe.py" --timeout "${1:-20}" \
+    --pid-file "$CONFORMANCE_WORK/flagpole-socket.pid" \
+    --socket "$flagpole_socket" --management-port "$SOCKET_MGMT_PORT" \
+    --config "$CONFORMANCE_WORK/testbed/config.json" \
+    ${PROBE_SYNC:+--sync-socket "$flagpole_sync_socket"}
 }

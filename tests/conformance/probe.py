@@ -96,9 +96,11 @@ def sync_served(stub):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--socket", help="unix socket of the evaluation service (instead of --port)")
     parser.add_argument("--management-port", type=int, required=True)
     parser.add_argument("--sync-port", type=int)
+    parser.add_argument("--sync-socket", help="unix socket of the sync service")
     parser.add_argument("--config", required=True)
     parser.add_argument("--pid-file", required=True)
     parser.add_argument("--timeout", type=float, default=20)
@@ -115,12 +117,26 @@ def main():
     else:
         open_channel = grpc.insecure_channel
 
+    def open_socket_channel(path):
+        # grpcio >= 1.57 would send the %-encoded socket path as :authority, which the HTTP/2
+        # server rejects (see skips.json, @unixsocket); this probe is ours, so it names a host.
+        return grpc.insecure_channel(
+            f"unix:{path}", options=[("grpc.default_authority", "localhost")]
+        )
+
+    if (args.port is None) == (args.socket is None):
+        parser.error("give exactly one of --port and --socket")
     keys = probe_keys(args.config)
     readyz = Readyz(args.management_port)
-    channel = open_channel(f"127.0.0.1:{args.port}")
+    if args.socket:
+        channel = open_socket_channel(args.socket)
+    else:
+        channel = open_channel(f"127.0.0.1:{args.port}")
     stub = evaluation_pb2_grpc.ServiceStub(channel)
     sync_stub = None
-    if args.sync_port:
+    if args.sync_socket:
+        sync_stub = sync_pb2_grpc.FlagSyncServiceStub(open_socket_channel(args.sync_socket))
+    elif args.sync_port:
         sync_stub = sync_pb2_grpc.FlagSyncServiceStub(
             open_channel(f"127.0.0.1:{args.sync_port}")
         )

@@ -186,6 +186,9 @@ Given(/^a (\w+) flagd provider$/, async function (kind) {
     options.port = inProcess ? PORTS.SSL_SYNC_PORT : PORTS.SSL_EVAL_PORT;
     options.tls = true;
     options.certPath = path.join(WORK, 'certs', 'ca.pem');
+  } else if (kind === 'socket') {
+    // The unix-socket instance (tests/conformance/lib.sh); grpc-js sends :authority localhost.
+    options.socketPath = path.join(WORK, inProcess ? 'sync.sock' : 'flagd.sock');
   } else if (kind !== 'stable' && kind !== 'metadata') {
     throw new Error(`no ${kind} flagd provider in this suite`);
   }

@@ -282,6 +282,21 @@ async fn provider(world: &mut World, kind: String) {
                 port("SSL_EVAL_PORT")
             };
         }
+        "socket" => {
+            // The unix-socket instance (tests/conformance/lib.sh): the provider connects to the
+            // socket instead of host and port (its :authority comes from a placeholder TCP URI).
+            let socket = if in_process {
+                "sync.sock"
+            } else {
+                "flagd.sock"
+            };
+            options.socket_path = Some(
+                PathBuf::from(env("CONFORMANCE_WORK"))
+                    .join(socket)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
         other => panic!("no {other} flagd provider in this suite"),
     }
     if std::path::Path::new(&env("CONFORMANCE_WORK"))
