@@ -28,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
+use tower::util::MapRequestLayer;
 
 use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
-use super::limits::StreamLimit;
-use super::listener::{self, Listener};
+use super::limits::{StreamLimit, TimedBody};
+use super::listener::{self, ConnectionConfig, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use super::proto::sync_v1::{
@@ -68,6 +69,9 @@ pub(crate) struct SyncServiceConfig {
     pub stream_deadline: Option<Duration>,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    /// Connection cap and body-read timeout (the port speaks HTTP/2 only: no headers to
+    /// trickle before the preface's first byte, which the listener times).
+    pub connections: ConnectionConfig,
 }
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
@@ -134,6 +138,8 @@ impl SyncServer {
             () = shutdown.cancelled() => return Ok(()),
         }
         let max_concurrent_streams = self.config.max_concurrent_streams;
+        let connections = self.config.connections;
+        let body_read_timeout = connections.body_read_timeout;
         let service = SyncService(Arc::new(Shared {
             store: self.store,
             sync_context: JsonStruct(self.config.static_context),
@@ -156,6 +162,12 @@ impl SyncServer {
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(HttpMetricsLayer::new(metrics, "flagd-sync", grpc_route))
+            .layer(MapRequestLayer::new(
+                move |request: http::Request<tonic::body::Body>| {
+                    request
+                        .map(|body| tonic::body::Body::new(TimedBody::new(body, body_read_timeout)))
+                },
+            ))
             .add_service(FlagSyncServiceServer::new(service))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -164,7 +176,7 @@ impl SyncServer {
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving flagd.sync.v1 (gRPC)");
         serve_until_drained(
             "sync server",
-            listener::incoming(listener, tls),
+            listener::incoming(listener, tls, connections.max_connections),
             &shutdown,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
             async {},
