@@ -1,7 +1,8 @@
 //! The large hostile-client suite (issue 11, point 6) against the real binary on loopback,
 //! so that its resident memory can be read from `/proc`: one connection opening 100 000
 //! streams, 10 000 EventStreams that never read, slowloris on every HTTP/1.1 port, 5 000
-//! silent TCP connections, request bodies that never finish. For each, while the attack
+//! silent TCP connections, request bodies that never finish, 100 SyncFlags streams that never
+//! read. For each, while the attack
 //! runs the daemon stays under [`RSS_BOUND`] and an honest client is answered within
 //! [`LATENCY_BOUND`]; after the attackers leave it is answered again. Both bounds are
 //! generous safety bounds on a shared machine, not performance assertions; the measured
@@ -609,5 +610,116 @@ async fn request_bodies_that_never_finish() {
     }
     daemon
         .assert_recovered("request bodies that never finish")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_streams_that_never_read() {
+    // 100 SyncFlags streams over 2 connections that grant no window, on a ~700 KiB document
+    // (2 000 flags) that changes once while they are open. Each stalled stream holds the
+    // message the transport could not send; the document it was rendered from and the
+    // last one it sent are shared (one rendering per snapshot and selector). With a copy
+    // per stream (before) it cost 1.7 documents per stream open, 3 after the change.
+    const CONNECTIONS: u32 = 2;
+    const PER_CONNECTION: u32 = 50;
+    const STREAMS: u32 = CONNECTIONS * PER_CONNECTION;
+    let flags = |variant: &str| {
+        let entries: Vec<String> = (0..2_000)
+            .map(|n| {
+                format!(
+                    r#""flag-{n:04}": {{"state": "ENABLED", "defaultVariant": "{variant}",
+                        "variants": {{"on": true, "off": false}},
+                        "targeting": {{"if": [{{"in": ["@example.com", {{"var": "email"}}]}}, "on", "off"]}},
+                        "metadata": {{"owner": "team-{n:04}", "description": "a flag with a body of some size to make the document large"}}}}"#
+                )
+            })
+            .collect();
+        // The honest clients' flag stays.
+        format!(
+            r#"{{"flags": {{"bool-flag": {{"state": "ENABLED", "variants": {{"on": true, "off": false}}, "defaultVariant": "on"}}, {}}}}}"#,
+            entries.join(",")
+        )
+    };
+    let daemon = Daemon::start(&["--max-open-streams", "1000"]).await;
+    let path = daemon._dir.path().join("flags.json");
+    std::fs::write(&path, flags("on")).unwrap();
+    let loaded = "POST /ofrep/v1/evaluate/flags/flag-1999 HTTP/1.1\r\nhost: x\r\n\
+         content-length: 2\r\nconnection: close\r\n\r\n{}";
+    let deadline = Instant::now() + PATIENCE;
+    while status_of(daemon.ofrep, loaded.as_bytes()).await != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the large document was never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = daemon.rss_kib();
+    let block = grpc_headers("/flagd.sync.v1.FlagSyncService/SyncFlags");
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut connections = JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let conn = h2_connect(daemon.sync, Some(0)).await;
+        let (block, opened) = (block.clone(), opened_tx.clone());
+        connections.spawn(async move {
+            let (mut read, mut write) = conn.into_split();
+            let mut burst = Vec::new();
+            for n in 0..PER_CONNECTION {
+                let id = 2 * n + 1;
+                burst.extend(frame(HEADERS, END_HEADERS, id, &block));
+                burst.extend(frame(DATA, END_STREAM, id, &[0, 0, 0, 0, 0]));
+            }
+            let mut sent = false;
+            while let Some((kind, flags, _, _)) = read_frame(&mut read).await {
+                if let Some(ack) = ack_settings(kind, flags) {
+                    write.write_all(&ack).await.unwrap();
+                    if !sent {
+                        write.write_all(&burst).await.unwrap();
+                        sent = true;
+                    }
+                }
+                if kind == HEADERS {
+                    let _ = opened.send(());
+                }
+            }
+            drop(write);
+        });
+    }
+    drop(opened_tx);
+    for opened in 0..STREAMS {
+        tokio::time::timeout(PATIENCE, opened_rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {opened} of {STREAMS} SyncFlags streams opened"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let open = daemon.rss_kib();
+    // A new document: every stream renders and queues it.
+    std::fs::write(&path, flags("off")).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let changed = daemon.rss_kib();
+    println!(
+        "SyncFlags x{STREAMS}, {} KiB document: RSS idle {idle} KiB, open {open} KiB \
+         ({} KiB/stream), after a change {changed} KiB ({} KiB/stream)",
+        flags("on").len() / 1024,
+        open.saturating_sub(idle) / u64::from(STREAMS),
+        changed.saturating_sub(idle) / u64::from(STREAMS),
+    );
+    daemon
+        .assert_bounds("100 SyncFlags streams that never read")
+        .await;
+    let document = (flags("on").len() / 1024) as u64;
+    let per_stream = |rss: u64| rss.saturating_sub(idle) / u64::from(STREAMS);
+    assert!(
+        per_stream(open) * 4 < document * 5,
+        "an open stalled stream costs {} KiB, more than 1.25 x the {document} KiB document",
+        per_stream(open)
+    );
+    assert!(
+        per_stream(changed) * 2 < document * 5,
+        "after a change a stalled stream costs {} KiB, more than 2.5 x the {document} KiB document",
+        per_stream(changed)
+    );
+    connections.shutdown().await;
+    daemon
+        .assert_recovered("100 SyncFlags streams that never read")
         .await;
 }

@@ -17,7 +17,8 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -97,6 +98,51 @@ struct Shared {
     draining: CancellationToken,
     metrics: Arc<Metrics>,
     stream_limit: StreamLimit,
+    documents: DocumentCache,
+}
+
+/// One rendering of each sync document per snapshot and selector, shared by every
+/// SyncFlags stream and FetchAllFlags call (N streams on one selector hold one copy, not N).
+/// Holds the documents of the newest snapshot asked for only.
+#[derive(Debug, Default)]
+struct DocumentCache(Mutex<CachedDocuments>);
+
+#[derive(Debug, Default)]
+struct CachedDocuments {
+    /// The [`Snapshot::version`] the documents belong to.
+    version: u64,
+    by_selector: HashMap<Selector, Arc<str>>,
+}
+
+/// Distinct selectors cached per snapshot; beyond it documents are rendered per call, so
+/// clients inventing selectors cannot grow the cache.
+const CACHED_SELECTORS: usize = 64;
+
+impl DocumentCache {
+    fn get(&self, snapshot: &Snapshot, selector: &Selector) -> Arc<str> {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if snapshot.version < cached.version {
+            // A stream still behind the newest snapshot: render, keep the cache.
+            drop(cached);
+            return snapshot.sync_document(selector);
+        }
+        if snapshot.version > cached.version {
+            cached.version = snapshot.version;
+            cached.by_selector.clear();
+        }
+        if let Some(document) = cached.by_selector.get(selector) {
+            return document.clone();
+        }
+        // Rendered under the lock: streams waking on the same change wait for one rendering
+        // instead of each making their own.
+        let document = snapshot.sync_document(selector);
+        if cached.by_selector.len() < CACHED_SELECTORS {
+            cached
+                .by_selector
+                .insert(selector.clone(), document.clone());
+        }
+        document
+    }
 }
 
 impl SyncServer {
@@ -148,6 +194,7 @@ impl SyncServer {
             draining: shutdown.clone(),
             metrics: self.metrics,
             stream_limit: self.stream_limit,
+            documents: DocumentCache::default(),
         }));
 
         let reflection = || {
@@ -202,9 +249,15 @@ impl SyncService {
         Ok((selector, text.to_owned()))
     }
 
-    fn response(&self, snapshot: &Snapshot, selector: &Selector) -> SyncFlagsResponse {
+    /// The sync document of `snapshot` for `selector`, rendered once per snapshot and
+    /// selector however many streams and calls ask for it.
+    fn document(&self, snapshot: &Arc<Snapshot>, selector: &Selector) -> Arc<str> {
+        self.0.documents.get(snapshot, selector)
+    }
+
+    fn response(&self, document: &str) -> SyncFlagsResponse {
         SyncFlagsResponse {
-            flag_configuration: snapshot.sync_document(selector).to_string(),
+            flag_configuration: document.to_owned(),
             sync_context: Some(self.0.sync_context.clone()),
         }
     }
@@ -240,7 +293,7 @@ impl FlagSyncService for SyncService {
         tokio::spawn(task.run(Documents {
             service: self.clone(),
             selector,
-            last: String::new(),
+            last: None,
         }));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -253,7 +306,7 @@ impl FlagSyncService for SyncService {
         let (selector, _) = Self::selector(&headers, &body.selector)?;
         let snapshot = self.0.store.snapshot();
         Ok(Response::new(FetchAllFlagsResponse {
-            flag_configuration: snapshot.sync_document(&selector).to_string(),
+            flag_configuration: self.document(&snapshot, &selector).to_string(),
         }))
     }
 
@@ -275,24 +328,29 @@ impl FlagSyncService for SyncService {
 struct Documents {
     service: SyncService,
     selector: Selector,
-    last: String,
+    /// The last document sent, shared with every stream that sent it.
+    last: Option<Arc<str>>,
 }
 
 impl StreamMessages for Documents {
     type Message = SyncFlagsResponse;
 
     fn open(&mut self, snapshot: &Arc<Snapshot>) -> SyncFlagsResponse {
-        let first = self.service.response(snapshot, &self.selector);
-        self.last.clone_from(&first.flag_configuration);
+        let document = self.service.document(snapshot, &self.selector);
+        let first = self.service.response(&document);
+        self.last = Some(document);
         first
     }
 
     fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<SyncFlagsResponse> {
-        let response = self.service.response(snapshot, &self.selector);
-        if response.flag_configuration == self.last {
-            return None;
+        let document = self.service.document(snapshot, &self.selector);
+        if let Some(last) = &self.last {
+            if Arc::ptr_eq(last, &document) || **last == *document {
+                return None;
+            }
         }
-        self.last.clone_from(&response.flag_configuration);
+        let response = self.service.response(&document);
+        self.last = Some(document);
         Some(response)
     }
 
