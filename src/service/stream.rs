@@ -155,11 +155,15 @@ mod tests {
     }
 
     /// A stream whose client never reads (buffer of one, already full after the first
-    /// message); returns the loop and the receiver that must stay alive.
+    /// message); returns the loop, and the receiver and store that must stay alive (a
+    /// dropped store ends the loop by itself).
     fn stalled(
         deadline: Option<Duration>,
         draining: CancellationToken,
-    ) -> (StreamLoop<u32>, mpsc::Receiver<Result<u32, Status>>) {
+    ) -> (
+        StreamLoop<u32>,
+        (mpsc::Receiver<Result<u32, Status>>, Store),
+    ) {
         let (tx, rx) = mpsc::channel(1);
         let store = Store::new();
         let metrics = Arc::new(Metrics::new(10));
@@ -172,7 +176,7 @@ mod tests {
             keep_alive: Duration::from_millis(5),
             deadline: deadline.map(|d| Instant::now() + d),
         };
-        (stream, rx)
+        (stream, (rx, store))
     }
 
     /// Bound for "ends at all": a stalled send that ignored the deadline or drain would
@@ -181,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_blocked_on_a_non_reading_client_ends_at_the_deadline() {
-        let (stream, _rx) = stalled(Some(Duration::from_millis(200)), CancellationToken::new());
+        let (stream, _alive) = stalled(Some(Duration::from_millis(200)), CancellationToken::new());
         tokio::time::timeout(HANG, stream.run(Ticks))
             .await
             .expect("the stalled stream ignored its deadline");
@@ -190,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn a_send_blocked_on_a_non_reading_client_ends_at_the_drain() {
         let draining = CancellationToken::new();
-        let (stream, rx) = stalled(None, draining.clone());
+        let (stream, alive) = stalled(None, draining.clone());
         let run = tokio::spawn(stream.run(Ticks));
         tokio::time::sleep(Duration::from_millis(100)).await;
         draining.cancel();
@@ -198,6 +202,6 @@ mod tests {
             .await
             .expect("the stalled stream ignored the drain")
             .unwrap();
-        drop(rx);
+        drop(alive);
     }
 }
