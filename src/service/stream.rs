@@ -154,16 +154,16 @@ mod tests {
         }
     }
 
+    /// What must outlive a stalled stream in these tests.
+    type Alive = (mpsc::Receiver<Result<u32, Status>>, Store);
+
     /// A stream whose client never reads (buffer of one, already full after the first
     /// message); returns the loop, and the receiver and store that must stay alive (a
     /// dropped store ends the loop by itself).
     fn stalled(
         deadline: Option<Duration>,
         draining: CancellationToken,
-    ) -> (
-        StreamLoop<u32>,
-        (mpsc::Receiver<Result<u32, Status>>, Store),
-    ) {
+    ) -> (StreamLoop<u32>, Alive) {
         let (tx, rx) = mpsc::channel(1);
         let store = Store::new();
         let metrics = Arc::new(Metrics::new(10));
