@@ -405,8 +405,8 @@ async fn silent_connections_are_closed_on_every_port() {
 
 #[tokio::test]
 async fn slowloris_on_the_connect_port_is_closed() {
-    // Connect and gRPC-Web over HTTP/1.1 on 8013: tonic sets hyper's timer, so hyper's default
-    // 30 s header-read timeout applies.
+    // Connect and gRPC-Web over HTTP/1.1 on 8013: --header-read-timeout (default 3 s)
+    // applies, as on OFREP.
     let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
         .management()
         .start(|_, _| {})
