@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::evaluator::{Evaluator, EvaluatorConfig};
 use crate::service::limits::StreamLimit;
-use crate::service::listener::Listener;
+use crate::service::listener::{ConnectionConfig, Listener};
 use crate::service::management::{ManagementServer, TrafficReadiness};
 use crate::service::metrics::Metrics;
 use crate::service::sync::{SyncServer, SyncServiceConfig};
@@ -181,7 +181,8 @@ pub async fn run_with(
             store.clone(),
             supervisor.stats_reader(),
             readiness,
-        );
+        )
+        .with_connections(connection_config(&settings));
         tokio::spawn(server.serve(listener, closed.clone()))
     });
     let mut sync = sync.map(|listener| {
@@ -322,6 +323,16 @@ fn evaluation_config(settings: &Settings) -> EvaluationConfig {
         max_request_body: settings.max_request_body,
         cors_origins: settings.cors_origins.clone(),
         max_concurrent_streams: settings.max_concurrent_streams,
+        connections: connection_config(settings),
+    }
+}
+
+/// The connection limits every port shares.
+fn connection_config(settings: &Settings) -> ConnectionConfig {
+    ConnectionConfig {
+        max_connections: settings.max_connections,
+        header_read_timeout: settings.header_read_timeout,
+        body_read_timeout: settings.body_read_timeout,
     }
 }
 
@@ -330,6 +341,7 @@ pub(crate) fn ofrep_config(settings: &Settings) -> OfrepConfig {
     OfrepConfig {
         max_request_body: settings.max_request_body,
         cors_origins: settings.cors_origins.clone(),
+        connections: connection_config(settings),
     }
 }
 
@@ -340,6 +352,7 @@ fn sync_config(settings: &Settings) -> SyncServiceConfig {
         disable_sync_metadata: settings.disable_sync_metadata,
         stream_deadline: settings.stream_deadline,
         max_concurrent_streams: settings.max_concurrent_streams,
+        connections: connection_config(settings),
     }
 }
 

@@ -405,8 +405,8 @@ async fn silent_connections_are_closed_on_every_port() {
 
 #[tokio::test]
 async fn slowloris_on_the_connect_port_is_closed() {
-    // Connect and gRPC-Web over HTTP/1.1 on 8013: tonic sets hyper's timer, so hyper's default
-    // 30 s header-read timeout applies.
+    // Connect and gRPC-Web over HTTP/1.1 on 8013: --header-read-timeout (default 3 s)
+    // applies, as on OFREP.
     let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
         .management()
         .start(|_, _| {})
@@ -421,4 +421,116 @@ async fn slowloris_on_the_connect_port_is_closed() {
         closed_within(Duration::from_secs(45), slow, true).await,
         "a client trickling header bytes to 8013 must be disconnected"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The connection cap per port
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once_and_slots_come_back() {
+    let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
+        .management()
+        .ofrep()
+        .start(|settings, _| settings.max_connections = 20)
+        .await;
+    // 20 silent connections take every slot of 8016 (the first-byte timeout is 10 s).
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(daemon.ofrep()).await.unwrap());
+    }
+    // Let the accept loop take them all before the next one arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The 21st is accepted and closed at once, long before any timeout could close it.
+    let over = TcpStream::connect(daemon.ofrep()).await.unwrap();
+    assert!(
+        closed_within(Duration::from_secs(5), over, false).await,
+        "a connection over the cap must be closed at once"
+    );
+    // The cap is per port: the management port still answers.
+    let (status, _) = http1::call(daemon.management(), "GET", "/healthz")
+        .await
+        .expect("healthz");
+    assert_eq!(status, 200);
+    // Clients leave: their slots come back.
+    drop(held);
+    eventually(
+        "OFREP answers once the held connections are gone",
+        || async {
+            http1::call(daemon.ofrep(), "POST", "/ofrep/v1/evaluate/flags/bool-flag")
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A stream whose client stops reading
+
+#[tokio::test]
+async fn a_non_reading_event_stream_ends_at_its_deadline_and_frees_its_slot() {
+    // One stream slot; keep-alives every 50 ms fill the stream's buffer within a second.
+    let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
+        .management()
+        .start(|settings, _| {
+            settings.max_open_streams = 1;
+            settings.keep_alive_interval = Duration::from_millis(50);
+            settings.stream_deadline = Some(Duration::from_secs(3));
+        })
+        .await;
+    // A raw HTTP/2 client granting a window of 0: the server can send no message at all.
+    let mut conn = TcpStream::connect(daemon.evaluation).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    conn.write_all(&frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]))
+        .await
+        .unwrap();
+    let mut block = vec![0x83, 0x86];
+    literal(
+        &mut block,
+        ":path",
+        "/flagd.evaluation.v1.Service/EventStream",
+    );
+    literal(&mut block, ":authority", "localhost");
+    literal(&mut block, "content-type", "application/grpc");
+    literal(&mut block, "te", "trailers");
+    loop {
+        let (kind, flags, _, _) = read_frame(&mut conn).await.expect("server SETTINGS");
+        if kind == 0x4 && flags & 1 == 0 {
+            conn.write_all(&frame(0x4, 1, 0, &[])).await.unwrap();
+            break;
+        }
+    }
+    conn.write_all(&frame(0x1, 0x4, 1, &block)).await.unwrap();
+    conn.write_all(&frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]))
+        .await
+        .unwrap();
+    // Its slot is taken while it is open...
+    let mut client = v1::service_client::ServiceClient::new(daemon.channel().await);
+    eventually("the stalled stream holds the only slot", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .event_stream(v1::EventStreamRequest {})
+                .await
+                .is_err_and(|e| e.code() == Code::ResourceExhausted)
+        }
+    })
+    .await;
+    // ...and comes back at the deadline although the client never reads (its send was
+    // blocked). The connection stays open the whole time.
+    eventually("the stalled stream ends at its deadline", || {
+        let mut client = client.clone();
+        async move { client.event_stream(v1::EventStreamRequest {}).await.is_ok() }
+    })
+    .await;
+    client
+        .resolve_boolean(v1::ResolveBooleanRequest {
+            flag_key: "bool-flag".into(),
+            context: None,
+        })
+        .await
+        .expect("unary calls answered");
+    drop(conn);
 }

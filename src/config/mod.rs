@@ -118,6 +118,12 @@ pub struct Settings {
     pub max_concurrent_streams: u32,
     /// EventStream and SyncFlags streams open at once across the daemon; 0 = no cap.
     pub max_open_streams: usize,
+    /// Connections open at once on each of 8013, 8015 and 8016; 0 = no cap.
+    pub max_connections: usize,
+    /// Longest time an HTTP/1.1 client may take to send a request's headers (8013, 8014, 8016).
+    pub header_read_timeout: Duration,
+    /// Longest time a request body may take to arrive after its headers (every port).
+    pub body_read_timeout: Duration,
     /// How long to keep serving after shutdown begins with readiness already failing, so
     /// load balancers stop routing here before connections drain.
     pub drain_delay: Duration,
@@ -158,6 +164,9 @@ impl Default for Settings {
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_concurrent_streams: 100,
             max_open_streams: 10_000,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(3),
+            body_read_timeout: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -395,6 +404,20 @@ layered! {
         #[arg(long, env = "FLAGD_MAX_OPEN_STREAMS")]
         #[serde(deserialize_with = "lenient::number")]
         pub max_open_streams: Option<usize>,
+        /// Connections open at once on each of the evaluation, sync and OFREP ports; more are
+        /// accepted and closed at once (default 10000; 0 = no cap).
+        #[arg(long, env = "FLAGD_MAX_CONNECTIONS")]
+        #[serde(deserialize_with = "lenient::number")]
+        pub max_connections: Option<usize>,
+        /// Time an HTTP/1.1 client has to send a request's headers, and an idle keep-alive
+        /// connection stays open (default 3s; 0 = the default).
+        #[arg(long, env = "FLAGD_HEADER_READ_TIMEOUT", value_parser = duration_arg)]
+        #[serde(deserialize_with = "lenient::duration")]
+        pub header_read_timeout: Option<Duration>,
+        /// Time a request body has to arrive in full after its headers (default 10s; 0 = the default).
+        #[arg(long, env = "FLAGD_BODY_READ_TIMEOUT", value_parser = duration_arg)]
+        #[serde(deserialize_with = "lenient::duration")]
+        pub body_read_timeout: Option<Duration>,
         /// Time to keep serving, not ready, after SIGTERM before draining (e.g. `10s`; default 0).
         #[arg(long, env = "FLAGD_DRAIN_DELAY", value_parser = duration_arg)]
         #[serde(deserialize_with = "lenient::duration")]
@@ -526,6 +549,16 @@ impl ConfigInput {
                 .filter(|n| *n > 0)
                 .unwrap_or(defaults.max_concurrent_streams),
             max_open_streams: self.max_open_streams.unwrap_or(defaults.max_open_streams),
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            // Zero would close every connection at once; treat it as "the default".
+            header_read_timeout: self
+                .header_read_timeout
+                .filter(|d| !d.is_zero())
+                .unwrap_or(defaults.header_read_timeout),
+            body_read_timeout: self
+                .body_read_timeout
+                .filter(|d| !d.is_zero())
+                .unwrap_or(defaults.body_read_timeout),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
         }
@@ -676,6 +709,24 @@ mod tests {
         assert_eq!(settings.max_concurrent_streams, 20);
         assert_eq!(settings.max_open_streams, 0);
         assert!(ConfigInput::from_value(&json!({"bind-address": "localhost:80"})).is_err());
+    }
+
+    #[test]
+    fn connection_limits() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.max_connections, 10_000);
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+        let settings = ConfigInput::from_value(&json!({
+            "max-connections": "50",
+            "header-read-timeout": "500ms",
+            "body-read-timeout": "0s"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(settings.max_connections, 50);
+        assert_eq!(settings.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(settings.body_read_timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -3,9 +3,15 @@
 //! HTTP/2 stream limit, the TLS handshake and HTTP/1.1 header timeouts and the accept
 //! back-off live with the servers ([`super::listener`], [`super::server`], [`super::sync`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{sleep, Sleep};
 use tonic::Status;
 
 /// The daemon-wide cap on open streams, shared by the evaluation and sync ports.
@@ -43,6 +49,63 @@ impl StreamLimit {
                     ))
                 }),
         }
+    }
+}
+
+/// A request body that must arrive in full within a deadline counted from the end of the
+/// request's headers (`--body-read-timeout`): a client that starts a body and never finishes
+/// it gets an error (the handler answers it, the connection is closed) instead of holding
+/// the request open forever.
+#[derive(Debug)]
+pub(crate) struct TimedBody<B> {
+    inner: B,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+/// The body did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received within {0:?}")]
+pub(crate) struct BodyTimeout(Duration);
+
+impl<B> TimedBody<B> {
+    /// `inner`, cut `timeout` from now.
+    pub(crate) fn new(inner: B, timeout: Duration) -> TimedBody<B> {
+        TimedBody {
+            inner,
+            deadline: Box::pin(sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(self.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -10,18 +10,21 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 #[cfg(unix)]
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+
+use super::limits::TimedBody;
 
 /// Longest time a TLS handshake may take, or a plaintext client may stay silent after
 /// connecting, before the connection is closed.
@@ -76,7 +79,7 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> io::Result<Plain> {
+    async fn accept(&self) -> io::Result<Socket> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, _) = l.accept().await?;
@@ -86,17 +89,17 @@ impl Listener {
                 // same above TCP where the server sends them).
                 let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
                 let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-                Ok(Plain::Tcp(stream))
+                Ok(Socket::Tcp(stream))
             }
             #[cfg(unix)]
-            Listener::Unix(l) => Ok(Plain::Unix(l.accept().await?.0)),
+            Listener::Unix(l) => Ok(Socket::Unix(l.accept().await?.0)),
         }
     }
 }
 
-/// An accepted socket before TLS.
+/// An accepted socket.
 #[derive(Debug)]
-pub(crate) enum Plain {
+pub(crate) enum Socket {
     /// TCP.
     Tcp(TcpStream),
     /// Unix domain socket.
@@ -104,14 +107,22 @@ pub(crate) enum Plain {
     Unix(UnixStream),
 }
 
+/// An accepted socket before TLS, holding its place under the port's connection cap
+/// until it is closed.
+#[derive(Debug)]
+pub(crate) struct Plain {
+    socket: Socket,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
 impl Plain {
     /// Completes once the peer has sent something (or closed). `readable()` alone may
     /// report a fresh socket ready before any byte arrives; `peek` waits for data.
     async fn readable(&self) -> io::Result<()> {
-        match self {
-            Plain::Tcp(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
+        match &self.socket {
+            Socket::Tcp(s) => s.peek(&mut [0u8; 1]).await.map(|_| ()),
             #[cfg(unix)]
-            Plain::Unix(s) => s.readable().await,
+            Socket::Unix(s) => s.readable().await,
         }
     }
 }
@@ -129,16 +140,71 @@ pub(crate) enum Conn {
 pub(crate) type Incoming = Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>;
 
 /// Accepts on `listener` (with a TLS handshake when `tls` is set) in a task of its own,
-/// until the returned stream is dropped.
-pub(crate) fn incoming(listener: Listener, tls: Option<TlsAcceptor>) -> Incoming {
+/// until the returned stream is dropped. At most `max_connections` are open at once
+/// (0 = no cap): beyond that a new connection is accepted and closed at once.
+pub(crate) fn incoming(
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+) -> Incoming {
     let (tx, rx) = mpsc::channel::<io::Result<Conn>>(16);
-    tokio::spawn(accept_loop(listener, tls, tx));
+    let cap = ConnectionCap::new(max_connections, listener.describe());
+    tokio::spawn(accept_loop(listener, tls, cap, tx));
     Box::pin(ReceiverStream::new(rx))
+}
+
+/// The cap on connections open at once on one port.
+struct ConnectionCap {
+    slots: Option<Arc<Semaphore>>,
+    max: usize,
+    port: String,
+    /// Connections closed over the cap since the last warning, and when that was.
+    refused: u64,
+    warned: Option<Instant>,
+}
+
+/// At most one "connection cap reached" warning per port in this interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+impl ConnectionCap {
+    fn new(max: usize, port: String) -> ConnectionCap {
+        ConnectionCap {
+            slots: (max > 0).then(|| Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)))),
+            max,
+            port,
+            refused: 0,
+            warned: None,
+        }
+    }
+
+    /// The new connection's slot: `Some(None)` without a cap, `None` when the cap is reached
+    /// (counted and logged at most every [`WARN_INTERVAL`]).
+    fn admit(&mut self) -> Option<Option<OwnedSemaphorePermit>> {
+        let Some(slots) = &self.slots else {
+            return Some(None);
+        };
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Some(Some(permit));
+        }
+        self.refused += 1;
+        if self.warned.is_none_or(|at| at.elapsed() >= WARN_INTERVAL) {
+            tracing::warn!(
+                port = %self.port,
+                limit = self.max,
+                refused = self.refused,
+                "connection cap reached; closing new connections (--max-connections)"
+            );
+            self.refused = 0;
+            self.warned = Some(Instant::now());
+        }
+        None
+    }
 }
 
 async fn accept_loop(
     listener: Listener,
     tls: Option<TlsAcceptor>,
+    mut cap: ConnectionCap,
     tx: mpsc::Sender<io::Result<Conn>>,
 ) {
     let _unlink = Unlink::of(&listener);
@@ -148,10 +214,10 @@ async fn accept_loop(
             () = tx.closed() => return,
             accepted = listener.accept() => accepted,
         };
-        let plain = match accepted {
-            Ok(plain) => {
+        let socket = match accepted {
+            Ok(socket) => {
                 backoff = BACKOFF_MIN;
-                plain
+                socket
             }
             Err(error) if out_of_resources(&error) => {
                 tracing::warn!(%error, pause = ?backoff, "cannot accept connections; pausing");
@@ -167,6 +233,15 @@ async fn accept_loop(
                 tracing::debug!(%error, "accept failed");
                 continue;
             }
+        };
+        // Over the cap: closed at once (dropped), so the client fails fast instead of
+        // waiting in the backlog, and the descriptor is free again.
+        let Some(slot) = cap.admit() else {
+            continue;
+        };
+        let plain = Plain {
+            socket,
+            _slot: slot,
         };
         let tls = tls.clone();
         let tx = tx.clone();
@@ -249,9 +324,7 @@ impl tonic::transport::server::Connected for Conn {
 macro_rules! delegate {
     ($self:ident, $inner:ident => $call:expr) => {
         match $self.get_mut() {
-            Conn::Plain(Plain::Tcp($inner)) => $call,
-            #[cfg(unix)]
-            Conn::Plain(Plain::Unix($inner)) => $call,
+            Conn::Plain($inner) => $call,
             Conn::Tls($inner) => $call,
         }
     };
@@ -259,10 +332,10 @@ macro_rules! delegate {
 
 macro_rules! delegate_plain {
     ($self:ident, $inner:ident => $call:expr) => {
-        match $self.get_mut() {
-            Plain::Tcp($inner) => $call,
+        match &mut $self.get_mut().socket {
+            Socket::Tcp($inner) => $call,
             #[cfg(unix)]
-            Plain::Unix($inner) => $call,
+            Socket::Unix($inner) => $call,
         }
     };
 }
@@ -296,9 +369,7 @@ impl AsyncWrite for Conn {
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Conn::Plain(Plain::Tcp(s)) => s.is_write_vectored(),
-            #[cfg(unix)]
-            Conn::Plain(Plain::Unix(s)) => s.is_write_vectored(),
+            Conn::Plain(s) => s.is_write_vectored(),
             Conn::Tls(s) => s.is_write_vectored(),
         }
     }
@@ -340,10 +411,10 @@ impl AsyncWrite for Plain {
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Plain::Tcp(s) => s.is_write_vectored(),
+        match &self.socket {
+            Socket::Tcp(s) => s.is_write_vectored(),
             #[cfg(unix)]
-            Plain::Unix(s) => s.is_write_vectored(),
+            Socket::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -356,19 +427,73 @@ impl AsyncWrite for Plain {
     }
 }
 
-/// Longest time an HTTP/1.1 client may take to send a request's headers (flagd: 3 s on
-/// OFREP); a client trickling header bytes is disconnected then.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// How a port speaks HTTP: header-read timeout for HTTP/1.1, and HTTP/2 if offered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpConfig {
+    /// Longest time an HTTP/1.1 client may take to send a request's headers (flagd: 3 s on
+    /// OFREP); a client trickling header bytes is disconnected then. The same bound
+    /// closes keep-alive connections idle that long after their last response.
+    pub header_read_timeout: Duration,
+    /// Longest time a request body may take to arrive after its headers ([`TimedBody`]).
+    pub body_read_timeout: Duration,
+    /// HTTP/2 next to HTTP/1.1 (`None`: HTTP/1.1 only).
+    pub http2: Option<Http2Config>,
+}
 
-/// Serves HTTP/1.1 with `router` on every connection of `incoming` until `shutdown` is
-/// cancelled; then stops accepting, lets each connection finish its current request and
-/// closes it. Headers must arrive within [`HEADER_READ_TIMEOUT`].
-pub(crate) async fn serve_http1(
+/// HTTP/2 settings of a port.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Http2Config {
+    /// Streams one connection may open at once.
+    pub max_concurrent_streams: u32,
+    /// Idle time before the server PINGs the peer.
+    pub keep_alive_interval: Duration,
+    /// How long that PING may go unanswered before the connection is closed.
+    pub keep_alive_timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body every [`serve_http`] service receives.
+pub(crate) type RequestBody = TimedBody<hyper::body::Incoming>;
+
+/// Serves `service` on every connection of `incoming` until `shutdown` is cancelled; then
+/// stops accepting, lets each connection finish its in-flight requests (HTTP/2: GOAWAY)
+/// and closes it. The caller bounds that wait. Every request body is a [`TimedBody`].
+pub(crate) async fn serve_http<S, B>(
     mut incoming: Incoming,
-    router: axum::Router,
+    service: S,
+    config: HttpConfig,
     shutdown: tokio_util::sync::CancellationToken,
-) {
+) where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use tokio_stream::StreamExt as _;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    match config.http2 {
+        None => builder = builder.http1_only(),
+        Some(h2) => {
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(h2.max_concurrent_streams)
+                .keep_alive_interval(h2.keep_alive_interval)
+                .keep_alive_timeout(h2.keep_alive_timeout);
+        }
+    }
+    let builder = Arc::new(builder);
     // Cancelled with `shutdown`, or when the listener ends.
     let closing = shutdown.child_token();
     let mut connections = tokio::task::JoinSet::new();
@@ -377,7 +502,29 @@ pub(crate) async fn serve_http1(
             () = shutdown.cancelled() => break,
             conn = incoming.next() => match conn {
                 Some(Ok(conn)) => {
-                    connections.spawn(serve_http1_connection(conn, router.clone(), closing.clone()));
+                    let (builder, service, closing) = (builder.clone(), service.clone(), closing.clone());
+                    connections.spawn(async move {
+                        let timeout = config.body_read_timeout;
+                        let service = hyper_util::service::TowerToHyperService::new(
+                            tower::ServiceExt::map_request(service, move |request: http::Request<hyper::body::Incoming>| {
+                                request.map(|body| TimedBody::new(body, timeout))
+                            }),
+                        );
+                        let connection = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(conn), service);
+                        tokio::pin!(connection);
+                        tokio::select! {
+                            result = connection.as_mut() => {
+                                if let Err(error) = result {
+                                    tracing::debug!(%error, "HTTP connection ended");
+                                }
+                                return;
+                            }
+                            () = closing.cancelled() => {}
+                        }
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    });
                 }
                 Some(Err(_)) => continue,
                 None => break,
@@ -390,26 +537,23 @@ pub(crate) async fn serve_http1(
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_http1_connection(
-    conn: Conn,
-    router: axum::Router,
-    closing: tokio_util::sync::CancellationToken,
-) {
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(conn), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "HTTP/1.1 connection ended");
-            }
-            return;
+/// The per-port connection limits, the same for 8013, 8015 and 8016.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionConfig {
+    /// Connections open at once on one port (0 = no cap).
+    pub max_connections: usize,
+    /// See [`HttpConfig::header_read_timeout`].
+    pub header_read_timeout: Duration,
+    /// Longest time a request body may take to arrive, from the end of its headers.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> ConnectionConfig {
+        ConnectionConfig {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(3),
+            body_read_timeout: Duration::from_secs(10),
         }
-        () = closing.cancelled() => {}
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
 }

@@ -24,15 +24,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use super::listener;
+use super::listener::{self, ConnectionConfig};
 use super::metrics::{render_sources, Metrics};
 use super::server::ServeError;
 use crate::store::Store;
 use crate::sync::StatsReader;
+
+/// Connections open at once on the management port: probes and a scraper need few, and
+/// a cap separate from the public ports' keeps them getting in while those are flooded.
+pub(crate) const MANAGEMENT_CONNECTIONS: usize = 1_000;
+
+/// HTTP/2 streams per management connection.
+const MANAGEMENT_STREAMS: u32 = 100;
 
 /// How long in-flight management requests may take once the port closes.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -95,6 +101,7 @@ pub(crate) struct ManagementServer {
     store: Arc<Store>,
     sources: StatsReader,
     readiness: TrafficReadiness,
+    connections: ConnectionConfig,
 }
 
 impl ManagementServer {
@@ -110,7 +117,15 @@ impl ManagementServer {
             store,
             sources,
             readiness,
+            connections: ConnectionConfig::default(),
         }
+    }
+
+    /// Header- and body-read timeouts as on the other ports (the connection cap of this
+    /// port is its own, [`MANAGEMENT_CONNECTIONS`]).
+    pub(crate) fn with_connections(mut self, connections: ConnectionConfig) -> ManagementServer {
+        self.connections = connections;
+        self
     }
 
     /// The whole `/metrics` body.
@@ -180,23 +195,35 @@ impl ManagementServer {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "serving management (healthz, readyz, metrics, grpc health)");
         }
-        let server = Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            // The shared accept loop: no spin when descriptors run out, silent clients closed.
-            .serve_with_incoming_shutdown(
-                listener::incoming(listener.into(), None),
-                shutdown.clone().cancelled_owned(),
-            );
-        tokio::pin!(server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = shutdown.cancelled() => {
-                tokio::time::timeout(CLOSE_GRACE, server).await.unwrap_or(Ok(()))
-            }
+        let service = tower::ServiceBuilder::new()
+            .map_request(|request: http::Request<listener::RequestBody>| {
+                request.map(tonic::body::Body::new)
+            })
+            .service(routes);
+        let http = listener::HttpConfig {
+            header_read_timeout: self.connections.header_read_timeout,
+            body_read_timeout: self.connections.body_read_timeout,
+            http2: Some(listener::Http2Config {
+                max_concurrent_streams: MANAGEMENT_STREAMS,
+                keep_alive_interval: super::sync::KEEPALIVE_INTERVAL,
+                keep_alive_timeout: super::sync::KEEPALIVE_TIMEOUT,
+            }),
         };
+        // The shared accept loop: no spin when descriptors run out, silent clients closed;
+        // a cap of its own, so an attack on another port never keeps probes out.
+        let incoming = listener::incoming(listener.into(), None, MANAGEMENT_CONNECTIONS);
+        let stop = CancellationToken::new();
+        let server = listener::serve_http(incoming, service, http, stop.clone());
+        tokio::pin!(server);
+        tokio::select! {
+            () = &mut server => {}
+            () = shutdown.cancelled() => {
+                stop.cancel();
+                let _ = tokio::time::timeout(CLOSE_GRACE, server).await;
+            }
+        }
         health_task.abort();
-        result.map_err(ServeError::from)
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cors::CorsOnOrigin;
 use super::evaluation::selector;
-use super::listener::{self, Listener};
+use super::listener::{self, ConnectionConfig, Listener};
 use super::metrics::{HttpMetricsLayer, Metrics, OVERFLOW_LABEL};
 use super::protojson::normalize_numbers;
 use crate::eval::{Context, ErrorCode};
@@ -38,6 +38,8 @@ pub(crate) struct OfrepConfig {
     pub max_request_body: usize,
     /// Origins answered with CORS headers.
     pub cors_origins: Vec<String>,
+    /// Connection cap, header- and body-read timeouts.
+    pub connections: ConnectionConfig,
 }
 
 /// The OFREP server on port 8016, ready to [`serve`](OfrepServer::serve).
@@ -47,6 +49,7 @@ pub(crate) struct OfrepServer {
     max_request_body: usize,
     cors: CorsOnOrigin,
     metrics: Option<Arc<Metrics>>,
+    connections: ConnectionConfig,
 }
 
 impl OfrepServer {
@@ -57,6 +60,7 @@ impl OfrepServer {
             max_request_body: config.max_request_body,
             cors: CorsOnOrigin::new(&config.cors_origins),
             metrics: None,
+            connections: config.connections,
         }
     }
 
@@ -95,7 +99,14 @@ impl OfrepServer {
     ) -> std::io::Result<()> {
         let listener = listener.into();
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving OFREP");
-        listener::serve_http1(listener::incoming(listener, tls), self.router(), shutdown).await;
+        let connections = self.connections;
+        let http = listener::HttpConfig {
+            header_read_timeout: connections.header_read_timeout,
+            body_read_timeout: connections.body_read_timeout,
+            http2: None,
+        };
+        let incoming = listener::incoming(listener, tls, connections.max_connections);
+        listener::serve_http(incoming, self.router(), http, shutdown).await;
         Ok(())
     }
 }

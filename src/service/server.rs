@@ -9,16 +9,17 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
+use tower::ServiceBuilder;
 
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
 use super::evaluation::{EvaluationService, StreamConfig};
 use super::limits::StreamLimit;
-use super::listener::{self, Incoming, Listener};
+use super::listener::{self, ConnectionConfig, Http2Config, HttpConfig, Incoming, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::{self, evaluation_v1, evaluation_v2, schema_v1};
 use super::schema_v1::SchemaV1;
@@ -56,6 +57,8 @@ pub(crate) struct EvaluationConfig {
     pub cors_origins: Vec<String>,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    /// Connection cap, header- and body-read timeouts.
+    pub connections: ConnectionConfig,
 }
 
 /// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
@@ -68,6 +71,7 @@ pub(crate) struct EvaluationServer {
     max_request_body: usize,
     cors_origins: Vec<String>,
     max_concurrent_streams: u32,
+    connections: ConnectionConfig,
 }
 
 impl EvaluationServer {
@@ -87,6 +91,7 @@ impl EvaluationServer {
             max_request_body: config.max_request_body,
             cors_origins: config.cors_origins,
             max_concurrent_streams: config.max_concurrent_streams,
+            connections: config.connections,
         }
     }
 
@@ -129,15 +134,27 @@ impl EvaluationServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let evaluator = &service;
+        let routes = Routes::new(
+            evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            evaluation_v2::service_server::ServiceServer::new(V2(evaluator.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            schema_v1::service_server::ServiceServer::new(SchemaV1(evaluator.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
         // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
-        let router = Server::builder()
-            .accept_http1(true)
-            // h2 would otherwise let one connection open streams until memory runs out.
-            .max_concurrent_streams(Some(self.max_concurrent_streams))
-            // Notice dead peers; keep NAT and load-balancer idle timers from cutting streams.
-            .http2_keepalive_interval(Some(super::sync::KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(super::sync::KEEPALIVE_TIMEOUT))
+        let router = ServiceBuilder::new()
+            .map_request(|request: http::Request<listener::RequestBody>| {
+                request.map(tonic::body::Body::new)
+            })
             .layer(HttpMetricsLayer::new(
                 self.metrics.clone(),
                 "flagd",
@@ -147,21 +164,18 @@ impl EvaluationServer {
             .layer(ConnectLayer::new(evaluator.clone(), self.max_request_body))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
-            .add_service(
-                evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(
-                evaluation_v2::service_server::ServiceServer::new(V2(evaluator.clone()))
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(
-                schema_v1::service_server::ServiceServer::new(SchemaV1(evaluator.clone()))
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .service(routes);
+        let http = HttpConfig {
+            header_read_timeout: self.connections.header_read_timeout,
+            body_read_timeout: self.connections.body_read_timeout,
+            http2: Some(Http2Config {
+                // h2 would otherwise let one connection open streams until memory runs out.
+                max_concurrent_streams: self.max_concurrent_streams,
+                // Notice dead peers; keep NAT and load-balancer idle timers from cutting streams.
+                keep_alive_interval: super::sync::KEEPALIVE_INTERVAL,
+                keep_alive_timeout: super::sync::KEEPALIVE_TIMEOUT,
+            }),
+        };
 
         let listener = listener.into();
         tracing::info!(
@@ -171,9 +185,20 @@ impl EvaluationServer {
         );
         let result = serve_until_drained(
             "evaluation server",
-            listener::incoming(listener, tls),
+            listener::incoming(listener, tls, self.connections.max_connections),
             &shutdown,
-            |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
+            |incoming, stop| async move {
+                let stop_token = CancellationToken::new();
+                let serving = listener::serve_http(incoming, router, http, stop_token.clone());
+                tokio::pin!(serving);
+                tokio::select! {
+                    () = &mut serving => return Ok(()),
+                    () = stop => {}
+                }
+                stop_token.cancel();
+                serving.await;
+                Ok(())
+            },
             async {
                 // Stop the reporter first so it cannot flip health back to SERVING.
                 health_task.abort();

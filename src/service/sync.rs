@@ -17,7 +17,8 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -28,10 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
+use tower::util::MapRequestLayer;
 
 use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
-use super::limits::StreamLimit;
-use super::listener::{self, Listener};
+use super::limits::{StreamLimit, TimedBody};
+use super::listener::{self, ConnectionConfig, Listener};
 use super::metrics::{grpc_route, HttpMetricsLayer, Metrics};
 use super::proto::sync_v1::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
 use super::proto::sync_v1::{
@@ -68,6 +70,9 @@ pub(crate) struct SyncServiceConfig {
     pub stream_deadline: Option<Duration>,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    /// Connection cap and body-read timeout (the port speaks HTTP/2 only: no headers to
+    /// trickle before the preface's first byte, which the listener times).
+    pub connections: ConnectionConfig,
 }
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
@@ -93,6 +98,51 @@ struct Shared {
     draining: CancellationToken,
     metrics: Arc<Metrics>,
     stream_limit: StreamLimit,
+    documents: DocumentCache,
+}
+
+/// One rendering of each sync document per snapshot and selector, shared by every
+/// SyncFlags stream and FetchAllFlags call (N streams on one selector hold one copy, not N).
+/// Holds the documents of the newest snapshot asked for only.
+#[derive(Debug, Default)]
+struct DocumentCache(Mutex<CachedDocuments>);
+
+#[derive(Debug, Default)]
+struct CachedDocuments {
+    /// The [`Snapshot::version`] the documents belong to.
+    version: u64,
+    by_selector: HashMap<Selector, Arc<str>>,
+}
+
+/// Distinct selectors cached per snapshot; beyond it documents are rendered per call, so
+/// clients inventing selectors cannot grow the cache.
+const CACHED_SELECTORS: usize = 64;
+
+impl DocumentCache {
+    fn get(&self, snapshot: &Snapshot, selector: &Selector) -> Arc<str> {
+        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if snapshot.version < cached.version {
+            // A stream still behind the newest snapshot: render, keep the cache.
+            drop(cached);
+            return snapshot.sync_document(selector);
+        }
+        if snapshot.version > cached.version {
+            cached.version = snapshot.version;
+            cached.by_selector.clear();
+        }
+        if let Some(document) = cached.by_selector.get(selector) {
+            return document.clone();
+        }
+        // Rendered under the lock: streams waking on the same change wait for one rendering
+        // instead of each making their own.
+        let document = snapshot.sync_document(selector);
+        if cached.by_selector.len() < CACHED_SELECTORS {
+            cached
+                .by_selector
+                .insert(selector.clone(), document.clone());
+        }
+        document
+    }
 }
 
 impl SyncServer {
@@ -134,6 +184,8 @@ impl SyncServer {
             () = shutdown.cancelled() => return Ok(()),
         }
         let max_concurrent_streams = self.config.max_concurrent_streams;
+        let connections = self.config.connections;
+        let body_read_timeout = connections.body_read_timeout;
         let service = SyncService(Arc::new(Shared {
             store: self.store,
             sync_context: JsonStruct(self.config.static_context),
@@ -142,6 +194,7 @@ impl SyncServer {
             draining: shutdown.clone(),
             metrics: self.metrics,
             stream_limit: self.stream_limit,
+            documents: DocumentCache::default(),
         }));
 
         let reflection = || {
@@ -156,6 +209,12 @@ impl SyncServer {
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(HttpMetricsLayer::new(metrics, "flagd-sync", grpc_route))
+            .layer(MapRequestLayer::new(
+                move |request: http::Request<tonic::body::Body>| {
+                    request
+                        .map(|body| tonic::body::Body::new(TimedBody::new(body, body_read_timeout)))
+                },
+            ))
             .add_service(FlagSyncServiceServer::new(service))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -164,7 +223,7 @@ impl SyncServer {
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving flagd.sync.v1 (gRPC)");
         serve_until_drained(
             "sync server",
-            listener::incoming(listener, tls),
+            listener::incoming(listener, tls, connections.max_connections),
             &shutdown,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
             async {},
@@ -190,9 +249,15 @@ impl SyncService {
         Ok((selector, text.to_owned()))
     }
 
-    fn response(&self, snapshot: &Snapshot, selector: &Selector) -> SyncFlagsResponse {
+    /// The sync document of `snapshot` for `selector`, rendered once per snapshot and
+    /// selector however many streams and calls ask for it.
+    fn document(&self, snapshot: &Arc<Snapshot>, selector: &Selector) -> Arc<str> {
+        self.0.documents.get(snapshot, selector)
+    }
+
+    fn response(&self, document: &str) -> SyncFlagsResponse {
         SyncFlagsResponse {
-            flag_configuration: snapshot.sync_document(selector).to_string(),
+            flag_configuration: document.to_owned(),
             sync_context: Some(self.0.sync_context.clone()),
         }
     }
@@ -228,7 +293,7 @@ impl FlagSyncService for SyncService {
         tokio::spawn(task.run(Documents {
             service: self.clone(),
             selector,
-            last: String::new(),
+            last: None,
         }));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -241,7 +306,7 @@ impl FlagSyncService for SyncService {
         let (selector, _) = Self::selector(&headers, &body.selector)?;
         let snapshot = self.0.store.snapshot();
         Ok(Response::new(FetchAllFlagsResponse {
-            flag_configuration: snapshot.sync_document(&selector).to_string(),
+            flag_configuration: self.document(&snapshot, &selector).to_string(),
         }))
     }
 
@@ -263,24 +328,29 @@ impl FlagSyncService for SyncService {
 struct Documents {
     service: SyncService,
     selector: Selector,
-    last: String,
+    /// The last document sent, shared with every stream that sent it.
+    last: Option<Arc<str>>,
 }
 
 impl StreamMessages for Documents {
     type Message = SyncFlagsResponse;
 
     fn open(&mut self, snapshot: &Arc<Snapshot>) -> SyncFlagsResponse {
-        let first = self.service.response(snapshot, &self.selector);
-        self.last.clone_from(&first.flag_configuration);
+        let document = self.service.document(snapshot, &self.selector);
+        let first = self.service.response(&document);
+        self.last = Some(document);
         first
     }
 
     fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<SyncFlagsResponse> {
-        let response = self.service.response(snapshot, &self.selector);
-        if response.flag_configuration == self.last {
-            return None;
+        let document = self.service.document(snapshot, &self.selector);
+        if let Some(last) = &self.last {
+            if Arc::ptr_eq(last, &document) || **last == *document {
+                return None;
+            }
         }
-        self.last.clone_from(&response.flag_configuration);
+        let response = self.service.response(&document);
+        self.last = Some(document);
         Some(response)
     }
 
