@@ -839,8 +839,9 @@ async fn configuration_object_changes_are_make_before_break() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let snapshot = store.snapshot();
                 for flag in ["shared", "fa", "fb"] {
-                    if snapshot.get(flag, &Selector::All).is_none() {
-                        misses.push((flag, snapshot.version));
+                    let miss = (flag, snapshot.version);
+                    if snapshot.get(flag, &Selector::All).is_none() && !misses.contains(&miss) {
+                        misses.push(miss);
                     }
                 }
                 polls += 1;
