@@ -415,6 +415,14 @@ async fn malformed_oversized_and_reordered_sqs_messages() {
         1.0,
         "only sequence 3 applied"
     );
+    let (_, body) = support::http1::call(daemon.management(), "GET", "/metrics")
+        .await
+        .expect("metrics");
+    assert!(
+        body.lines()
+            .any(|l| l == "flagpole_sqs_inline_dropped_total{reason=\"older\"} 1"),
+        "the older message is counted as dropped:\n{body}"
+    );
     daemon.stop().await.expect("clean shutdown");
 }
 

@@ -793,3 +793,101 @@ async fn a_fanout_queue_deleted_from_outside_is_created_again() {
     supervisor.shutdown().await;
     assert!(queue_url().await.is_none(), "deleted at shutdown");
 }
+
+/// Both flags `shared` and `own` from one source (`own` names the source).
+fn two_flags(own: &str, shared_default: &str) -> String {
+    format!(
+        r#"{{"flags":{{"shared":{{"state":"ENABLED","variants":{{"a":"A","b":"B","c":"C"}},"defaultVariant":"{shared_default}"}},"{own}":{{"state":"ENABLED","variants":{{"a":"A","b":"B","c":"C"}},"defaultVariant":"a"}}}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn configuration_object_changes_are_make_before_break() {
+    let moto = Moto::start();
+    create_bucket(&moto).await;
+    put(&moto, "a.json", &two_flags("fa", "a")).await;
+    put(&moto, "b.json", &two_flags("fb", "b")).await;
+    // The replacement of a: serves the same `fa` flag.
+    put(&moto, "c.json", &two_flags("fa", "c")).await;
+    let config = |keys: &[&str]| {
+        let mut text = String::from("sources:\n");
+        for key in keys {
+            text.push_str(&format!(
+                "  - uri: \"{}\"\n    provider: s3\n",
+                s3_uri(BUCKET, key)
+            ));
+        }
+        text
+    };
+    put(&moto, "flagpole.yaml", &config(&["a.json", "b.json"])).await;
+    let mut settings = settings(&moto.endpoint(), "r1");
+    settings.aws.config_object = Some(s3_uri(BUCKET, "flagpole.yaml"));
+    let (store, supervisor) = started(&settings).await;
+    assert_eq!(
+        variant(&store, "shared").as_deref(),
+        Some("b"),
+        "later wins"
+    );
+
+    // A client polling every flag throughout: none may ever be missing.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut misses = Vec::new();
+            let mut polls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let snapshot = store.snapshot();
+                for flag in ["shared", "fa", "fb"] {
+                    let miss = (flag, snapshot.version);
+                    if snapshot.get(flag, &Selector::All).is_none() && !misses.contains(&miss) {
+                        misses.push(miss);
+                    }
+                }
+                polls += 1;
+                tokio::task::yield_now().await;
+            }
+            (misses, polls)
+        })
+    };
+
+    // Reordering only re-ranks: one store change, nothing read again.
+    let before = store.snapshot().version;
+    put(&moto, "flagpole.yaml", &config(&["b.json", "a.json"])).await;
+    eventually_within(PATIENCE, "a now outranks b", || {
+        let v = variant(&store, "shared");
+        async move { v.as_deref() == Some("a") }
+    })
+    .await;
+    assert_eq!(
+        store.snapshot().version,
+        before + 1,
+        "a reordering is one change, not a removal and a re-add"
+    );
+    for key in ["a.json", "b.json"] {
+        let s = stats_of(&supervisor, &s3_uri(BUCKET, key));
+        assert_eq!(s.fetched, 1, "{key} was not read again");
+    }
+
+    // Replacing a with c: a serves until c has applied its first document.
+    put(&moto, "flagpole.yaml", &config(&["b.json", "c.json"])).await;
+    eventually_within(PATIENCE, "c replaced a", || {
+        let gone = supervisor
+            .stats()
+            .iter()
+            .all(|s| s.uri != s3_uri(BUCKET, "a.json"));
+        let v = variant(&store, "shared");
+        async move { gone && v.as_deref() == Some("c") }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (misses, polls) = poller.await.unwrap();
+    assert!(polls > 0);
+    assert_eq!(
+        misses,
+        [],
+        "a flag went missing during a change ({polls} polls)"
+    );
+    assert_eq!(variant(&store, "fb").as_deref(), Some("a"));
+    supervisor.shutdown().await;
+}

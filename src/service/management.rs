@@ -28,7 +28,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::listener::{self, ConnectionConfig};
-use super::metrics::{render_sources, Metrics};
+use super::metrics::{render_sources, render_supervision, Metrics};
 use super::server::ServeError;
 use crate::store::Store;
 use crate::sync::StatsReader;
@@ -132,12 +132,9 @@ impl ManagementServer {
     pub(crate) fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.metrics.render(&mut out);
-        render_sources(
-            &mut out,
-            &self.store.sources(),
-            &self.sources.stats(),
-            SystemTime::now(),
-        );
+        let stats = self.sources.stats();
+        render_sources(&mut out, &self.store.sources(), &stats, SystemTime::now());
+        render_supervision(&mut out, &stats, self.sources.inline_dropped_older());
         out
     }
 
@@ -163,21 +160,34 @@ impl ManagementServer {
                 "/readyz",
                 any(move |headers: axum::http::HeaderMap| {
                     let ready = readiness.is_ready();
-                    let cached: Vec<String> = sources
-                        .stats()
-                        .into_iter()
+                    let stats = sources.stats();
+                    let cached: Vec<&str> = stats
+                        .iter()
                         .filter(|s| s.from_cache)
-                        .map(|s| s.uri)
+                        .map(|s| s.uri.as_str())
                         .collect();
+                    let mut detail = String::new();
+                    if ready && !cached.is_empty() {
+                        // Ready, but on a copy: say which sources have not answered yet.
+                        detail = format!(
+                            "ready; served from --cache-dir until they answer: {}\n",
+                            cached.join(", ")
+                        );
+                    }
+                    for s in &stats {
+                        if let Some(reason) = &s.down {
+                            // Still serving its last good flags, but not following changes.
+                            detail.push_str(&format!(
+                                "source down, restarting: {} ({reason})\n",
+                                s.uri
+                            ));
+                        }
+                    }
                     async move {
                         let mut response = readyz_response(ready, &headers);
-                        // Ready, but on a copy: say which sources have not answered yet.
                         let grpc = response.headers().contains_key(header::CONTENT_TYPE);
-                        if ready && !cached.is_empty() && !grpc {
-                            *response.body_mut() = axum::body::Body::from(format!(
-                                "ready; served from --cache-dir until they answer: {}\n",
-                                cached.join(", ")
-                            ));
+                        if !detail.is_empty() && !grpc {
+                            *response.body_mut() = axum::body::Body::from(detail);
                         }
                         response
                     }

@@ -130,6 +130,29 @@ impl Store {
         self.publish(&mut sources)
     }
 
+    /// Moves sources to new priorities (`(uri, priority)`; unknown URIs are skipped) in one
+    /// snapshot, without re-reading them: a reordering is one change, not a removal and a
+    /// re-add. Publishes nothing when no priority changes.
+    pub fn reprioritize(&self, changes: &[(&str, usize)]) -> Arc<Snapshot> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for (uri, priority) in changes {
+            if let Some(state) = sources.by_uri.get_mut(*uri) {
+                if state.info.priority != *priority {
+                    state.info.priority = *priority;
+                    for flag in &mut state.flags {
+                        flag.priority = *priority;
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return self.snapshot();
+        }
+        self.publish(&mut sources)
+    }
+
     /// What each applied source last delivered, ordered by URI.
     pub fn sources(&self) -> Vec<SourceInfo> {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());

@@ -439,3 +439,30 @@ fn key_hasher_spreads_keys_that_differ_only_at_the_end() {
         .collect();
     assert_eq!(hashes.len(), 5);
 }
+
+#[test]
+fn reprioritizing_swaps_winners_in_one_version_without_reloading() {
+    let store = Store::new();
+    store.apply(1, "a", doc(vec![flag("k", None, "on")]));
+    store.apply(2, "b", doc(vec![flag("k", None, "off")]));
+    let all = Selector::default();
+    assert_eq!(
+        default_of(&store.snapshot(), "k", &all).as_deref(),
+        Some("off")
+    );
+    let before = store.snapshot().version;
+    let after = store.reprioritize(&[("a", 2), ("b", 1), ("unknown", 5)]);
+    assert_eq!(
+        after.version,
+        before + 1,
+        "one snapshot for the whole reordering"
+    );
+    assert_eq!(default_of(&after, "k", &all).as_deref(), Some("on"));
+    let applies: Vec<u64> = store.sources().iter().map(|s| s.applies).collect();
+    assert_eq!(applies, [1, 1], "nothing re-applied");
+    // The same order again publishes nothing.
+    assert_eq!(
+        store.reprioritize(&[("a", 2), ("b", 1)]).version,
+        after.version
+    );
+}

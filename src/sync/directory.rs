@@ -1,6 +1,7 @@
 //! The list of running sources: started, refreshed, retired and listed here, shared by the
 //! supervisor, the configuration object and the SQS consumer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,8 +19,9 @@ use super::s3::S3Location;
 use super::settings::AwsSettings;
 use super::source::{
     Delivery, DocumentHandler, Payload, PayloadSink, ReadyLatch, RefreshHandle, RefreshResult,
-    Refreshes, RunningSource, Shutdown, SourceContext, SourceStats,
+    Refreshes, RunningSource, Shutdown, Source, SourceContext, SourceStats,
 };
+use super::supervisor::supervised;
 use super::{SourceError, SyncError};
 use crate::store::Store;
 
@@ -47,6 +49,23 @@ struct Entry {
     object: Option<(String, String)>,
     origin: Origin,
     sink: Option<PayloadSink>,
+    /// The configuration-object change that will retire it once its replacements have
+    /// fetched (make-before-break); `None` while it is wanted.
+    retiring: Option<u64>,
+}
+
+/// Builds a source again after its task panicked or ended (`None`: it cannot be).
+pub(super) type Rebuild = Arc<dyn Fn() -> Option<Box<dyn Source>> + Send + Sync>;
+
+/// A [`Rebuild`] from the source's configuration.
+pub(super) fn rebuild_from(config: SourceConfig, env: SourceEnv) -> Rebuild {
+    Arc::new(move || match build_source_in(&config, &env) {
+        Ok(named) => Some(named.source),
+        Err(error) => {
+            tracing::error!(source = %config.uri, %error, "cannot build the source again");
+            None
+        }
+    })
 }
 
 /// What sources are given to reach AWS and how often they poll.
@@ -87,15 +106,21 @@ impl Default for SourceEnv {
 /// How long a starting source may take before its `--cache-dir` copy is served.
 const CACHE_WAIT: Duration = Duration::from_millis(500);
 
+/// How long a configuration-object change waits for its new sources' first document before
+/// retiring the sources they replace anyway.
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
+
 /// The list of running sources, shared by the supervisor, the configuration object and the
 /// SQS consumer.
 #[derive(Debug)]
 pub struct SourceDirectory {
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     readiness: Arc<ReadyLatch>,
     pub(super) shutdown: Shutdown,
     pub(super) env: SourceEnv,
     inner: Mutex<Inner>,
+    /// Inline SQS messages dropped because they were older than the applied one.
+    pub(super) inline_dropped_older: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +128,8 @@ pub(super) struct Inner {
     entries: Vec<Entry>,
     tasks: Vec<JoinHandle<()>>,
     next_inline: usize,
+    /// Counts configuration-object changes (to match pending retirements to their change).
+    generation: u64,
 }
 
 impl SourceDirectory {
@@ -119,7 +146,23 @@ impl SourceDirectory {
             shutdown,
             env,
             inner: Mutex::new(Inner::default()),
+            inline_dropped_older: AtomicU64::new(0),
         }
+    }
+
+    /// How many inline SQS messages were dropped as older than the applied one.
+    pub(super) fn inline_dropped_older(&self) -> u64 {
+        self.inline_dropped_older.load(Ordering::Relaxed)
+    }
+
+    /// The SQS queues being consumed (their entries carry the consumer's restarts).
+    pub(super) fn queues(&self) -> Vec<Arc<RunningSource>> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| e.origin == Origin::Queue)
+            .map(|e| e.state.clone())
+            .collect()
     }
 
     /// Takes the handles of every task started so far (to await them at shutdown).
@@ -131,6 +174,8 @@ impl SourceDirectory {
     }
 
     /// Starts `named` at `priority`; counts it towards readiness unless that has latched.
+    /// Its task is supervised: if it panics or ends before shutdown it is built again with
+    /// `rebuild` and restarted with backoff, keeping its flags in the store meanwhile.
     pub(super) fn spawn(
         &self,
         inner: &mut Inner,
@@ -138,7 +183,8 @@ impl SourceDirectory {
         priority: usize,
         origin: Origin,
         handler: Option<DocumentHandler>,
-    ) {
+        rebuild: Option<Rebuild>,
+    ) -> Arc<RunningSource> {
         let NamedSource {
             uri,
             provider,
@@ -181,31 +227,51 @@ impl SourceDirectory {
                 sink.serve_cached();
             });
         }
-        let ctx = SourceContext {
-            sink,
-            refresh: refreshes,
-            shutdown,
-        };
         tracing::info!(source = %uri, provider = %state.provider, priority, "starting sync source");
-        inner.tasks.push(tokio::spawn(source.run(ctx)));
+        let mut first = Some(source);
+        let run_shutdown = shutdown.clone();
+        let make = move || {
+            let source = match first.take() {
+                Some(source) => source,
+                None => rebuild.as_ref()?()?,
+            };
+            Some(source.run(SourceContext {
+                sink: sink.clone(),
+                refresh: refreshes.share(),
+                shutdown: run_shutdown.clone(),
+            }))
+        };
+        let (down, up) = (state.clone(), state.clone());
+        inner.tasks.push(tokio::spawn(async move {
+            supervised(
+                &uri,
+                shutdown,
+                make,
+                |reason| down.went_down(reason),
+                || up.restarted(),
+            )
+            .await;
+        }));
         inner.entries.push(Entry {
-            state,
+            state: state.clone(),
             refresh: Some(refresh),
             stop,
             object,
             origin,
             sink: None,
+            retiring: None,
         });
+        state
     }
 
-    /// Stops the source at `index` and removes its flags from the store.
-    pub(super) fn retire(&self, inner: &mut Inner, index: usize) {
+    /// Stops the source at `index` and, if `remove`, removes its flags from the store.
+    pub(super) fn retire(&self, inner: &mut Inner, index: usize, remove: bool) {
         let entry = inner.entries.remove(index);
         tracing::info!(source = %entry.state.uri, "removing sync source");
         if let Some(stop) = entry.stop {
             stop.cancel();
         }
-        entry.state.retire(&self.store);
+        entry.state.retire(&self.store, remove);
     }
 
     /// Asks every source reading S3 object `bucket`/`key` to re-fetch now; one receiver per
@@ -267,6 +333,7 @@ impl SourceDirectory {
                         object: None,
                         origin: Origin::Inline,
                         sink: Some(sink.clone()),
+                        retiring: None,
                     });
                     sink
                 }
@@ -298,6 +365,7 @@ impl SourceDirectory {
             object: None,
             origin: Origin::Queue,
             sink: None,
+            retiring: None,
         });
         state
     }
@@ -311,7 +379,7 @@ impl SourceDirectory {
             .position(|e| e.state.uri == uri && e.origin == Origin::Inline)
         {
             Some(index) => {
-                self.retire(&mut inner, index);
+                self.retire(&mut inner, index, true);
                 true
             }
             None => false,
@@ -319,15 +387,19 @@ impl SourceDirectory {
     }
 
     /// Makes the sources listed by the configuration object exactly `wanted` (in priority
-    /// order): entries still listed in the same relative order keep running untouched (not
-    /// even re-read); others are removed or started.
-    pub(super) fn reconcile(&self, wanted: &[SourceConfig]) -> Result<(), SyncError> {
+    /// order), make-before-break: entries still listed keep running untouched (not even
+    /// re-read), moved to their new rank in one store change if the order changed; new
+    /// entries start; entries no longer listed keep serving until every new one has applied
+    /// its first document (at most [`SWITCH_WAIT`]), and only then are removed.
+    pub(super) fn reconcile(self: &Arc<Self>, wanted: &[SourceConfig]) -> Result<(), SyncError> {
         // Build everything first: one bad entry rejects the whole object.
         let mut built = Vec::with_capacity(wanted.len());
         for config in wanted {
-            built.push(build_source_in(config, &self.env)?);
+            built.push(Some(build_source_in(config, &self.env)?));
         }
         let mut inner = self.lock();
+        inner.generation += 1;
+        let generation = inner.generation;
         let running: Vec<(SourceConfig, usize)> = inner
             .entries
             .iter()
@@ -337,36 +409,128 @@ impl SourceDirectory {
             })
             .collect();
         let plan = plan_priorities(&running, wanted);
-        let mut index = 0;
-        while index < inner.entries.len() {
-            let keep = match &inner.entries[index].origin {
-                Origin::Dynamic(config) => {
-                    let priority = inner.entries[index].state.priority();
-                    wanted
-                        .iter()
-                        .zip(&plan)
-                        .any(|(w, slot)| w == config && *slot == Slot::Keep(priority))
+        let dynamic = |e: &Entry, config: &SourceConfig| matches!(&e.origin, Origin::Dynamic(c) if c == config);
+        // Which running entry each wanted source is: unchanged first, then re-ranked.
+        let mut claimed = vec![false; inner.entries.len()];
+        for (config, slot) in wanted.iter().zip(&plan) {
+            if let Slot::Keep(priority) = *slot {
+                if let Some(j) = (0..inner.entries.len()).find(|&j| {
+                    !claimed[j]
+                        && dynamic(&inner.entries[j], config)
+                        && inner.entries[j].state.priority() == priority
+                }) {
+                    claimed[j] = true;
                 }
-                _ => true,
-            };
-            if keep {
-                index += 1;
-            } else {
-                self.retire(&mut inner, index);
             }
         }
-        for ((config, named), slot) in wanted.iter().zip(built).zip(plan) {
-            if let Slot::Start(priority) = slot {
-                self.spawn(
-                    &mut inner,
-                    named,
-                    priority,
-                    Origin::Dynamic(config.clone()),
-                    None,
+        let mut reranked = Vec::new();
+        let mut starts = Vec::new();
+        for (i, (config, slot)) in wanted.iter().zip(&plan).enumerate() {
+            let Slot::Start(priority) = *slot else {
+                continue;
+            };
+            match (0..inner.entries.len())
+                .find(|&j| !claimed[j] && dynamic(&inner.entries[j], config))
+            {
+                Some(j) => {
+                    claimed[j] = true;
+                    reranked.push((inner.entries[j].state.clone(), priority));
+                }
+                None => starts.push((i, priority)),
+            }
+        }
+        for (j, entry) in inner.entries.iter_mut().enumerate() {
+            if matches!(entry.origin, Origin::Dynamic(_)) {
+                entry.retiring = (!claimed[j]).then_some(generation);
+            }
+        }
+        self.rerank(&reranked);
+        let mut started = Vec::with_capacity(starts.len());
+        for (i, priority) in starts {
+            let named = built[i].take().expect("each wanted source is built once");
+            // A replacement under the same URI takes the old one's flags over: stop the old
+            // one now (two writers under one URI would fight over its rank), flags kept.
+            while let Some(j) = inner
+                .entries
+                .iter()
+                .position(|e| e.retiring.is_some() && e.state.uri == named.uri)
+            {
+                self.retire(&mut inner, j, false);
+            }
+            let rebuild = rebuild_from(wanted[i].clone(), self.env.clone());
+            started.push(self.spawn(
+                &mut inner,
+                named,
+                priority,
+                Origin::Dynamic(wanted[i].clone()),
+                None,
+                Some(rebuild),
+            ));
+        }
+        if !inner.entries.iter().any(|e| e.retiring == Some(generation)) {
+            return Ok(());
+        }
+        if started.is_empty() {
+            self.retire_generation(&mut inner, generation);
+            return Ok(());
+        }
+        drop(inner);
+        let directory = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let first_fetches =
+                futures_util::future::join_all(started.iter().map(|s| s.wait_ready()));
+            if tokio::time::timeout(SWITCH_WAIT, first_fetches)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    after = ?SWITCH_WAIT,
+                    "new sources of the configuration object have not all applied a document; \
+                     retiring the ones they replace anyway"
                 );
             }
-        }
+            if let Some(directory) = directory.upgrade() {
+                let mut inner = directory.lock();
+                directory.retire_generation(&mut inner, generation);
+            }
+        });
         Ok(())
+    }
+
+    /// Retires the entries configuration-object change `generation` left unlisted (unless a
+    /// later change listed them again).
+    fn retire_generation(&self, inner: &mut Inner, generation: u64) {
+        while let Some(j) = inner
+            .entries
+            .iter()
+            .position(|e| e.retiring == Some(generation))
+        {
+            let uri = inner.entries[j].state.uri.clone();
+            // Another running entry under the same URI owns the flags now.
+            let shared = inner
+                .entries
+                .iter()
+                .enumerate()
+                .any(|(k, e)| k != j && e.state.uri == uri && e.origin != Origin::Queue);
+            self.retire(inner, j, !shared);
+        }
+    }
+
+    /// Moves running sources to new priorities in one store change, without re-reading them.
+    fn rerank(&self, moves: &[(Arc<RunningSource>, usize)]) {
+        if moves.is_empty() {
+            return;
+        }
+        // Every source's writes wait until the whole reordering is in the store.
+        let _writes: Vec<_> = moves.iter().map(|(state, _)| state.write_lock()).collect();
+        let mut changes = Vec::with_capacity(moves.len());
+        for (state, priority) in moves {
+            if let Some((old, new)) = state.set_priority(*priority) {
+                tracing::info!(source = %state.uri, old, new, "re-ranking sync source");
+            }
+            changes.push((state.uri.as_str(), *priority));
+        }
+        self.store.reprioritize(&changes);
     }
 
     pub(super) fn stats(&self) -> Vec<SourceStats> {

@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -113,7 +113,8 @@ pub enum RefreshResult {
 
 /// One or more coalesced re-fetch requests; complete it after the fetch has been handled.
 ///
-/// Dropping it without [`Refresh::complete`] reports a failure to every requester.
+/// Dropping it without [`Refresh::complete`] (the source task panicked or was stopped
+/// mid-fetch) reports a failure to every requester, so no one takes it as done.
 #[derive(Debug, Default)]
 pub struct Refresh {
     acks: Vec<oneshot::Sender<RefreshResult>>,
@@ -121,16 +122,31 @@ pub struct Refresh {
 
 impl Refresh {
     /// Tells every requester how the re-fetch ended.
-    pub fn complete(self, result: RefreshResult) {
-        for ack in self.acks {
+    pub fn complete(mut self, result: RefreshResult) {
+        for ack in std::mem::take(&mut self.acks) {
             let _ = ack.send(result.clone());
         }
     }
 }
 
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        for ack in std::mem::take(&mut self.acks) {
+            let _ = ack.send(RefreshResult::Failed(
+                "the source stopped before the re-fetch was handled".into(),
+            ));
+        }
+    }
+}
+
+/// The queued requests, shared by every run of one source: a restarted source task finds
+/// the requests its predecessor had not taken yet, and requesters never see the channel
+/// closed while the source is only restarting.
+type RefreshQueue = mpsc::UnboundedReceiver<Option<oneshot::Sender<RefreshResult>>>;
+
 /// The receiving end of a source's re-fetch requests.
 #[derive(Debug)]
-pub struct Refreshes(mpsc::UnboundedReceiver<Option<oneshot::Sender<RefreshResult>>>);
+pub struct Refreshes(Arc<tokio::sync::Mutex<RefreshQueue>>);
 
 /// The sending end of a source's re-fetch requests (held by the supervisor).
 #[derive(Debug, Clone)]
@@ -140,18 +156,28 @@ impl Refreshes {
     /// A request channel: the handle asks, the source receives.
     pub(super) fn channel() -> (RefreshHandle, Refreshes) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (RefreshHandle(tx), Refreshes(rx))
+        (
+            RefreshHandle(tx),
+            Refreshes(Arc::new(tokio::sync::Mutex::new(rx))),
+        )
+    }
+
+    /// The same queue, for the next run of a restarted source.
+    pub(super) fn share(&self) -> Refreshes {
+        Refreshes(self.0.clone())
     }
 
     /// Waits for the next request and takes every other one already queued with it (they
     /// are all satisfied by one fetch). Pends forever once no one can ask any more.
     pub async fn next(&mut self) -> Refresh {
-        let Some(first) = self.0.recv().await else {
+        let mut queue = self.0.lock().await;
+        let Some(first) = queue.recv().await else {
+            drop(queue);
             return std::future::pending().await;
         };
         let mut refresh = Refresh::default();
         refresh.acks.extend(first);
-        while let Ok(more) = self.0.try_recv() {
+        while let Ok(more) = queue.try_recv() {
             refresh.acks.extend(more);
         }
         refresh
@@ -199,6 +225,10 @@ pub struct SourceStats {
     pub last_success: Option<SystemTime>,
     /// Whether the source is served from its `--cache-dir` copy (it has not answered yet).
     pub from_cache: bool,
+    /// How often its task panicked or ended unexpectedly and was restarted.
+    pub restarts: u64,
+    /// Why its task is down, while it waits to be restarted (`None` while it runs).
+    pub down: Option<String>,
 }
 
 /// The last thing a source delivered, to drop repeats.
@@ -213,7 +243,8 @@ enum Last {
 pub(super) struct RunningSource {
     pub(super) uri: String,
     pub(super) provider: &'static str,
-    priority: usize,
+    /// Changed only by a re-rank, under `alive` (so no apply uses a stale one).
+    priority: AtomicUsize,
     applied: AtomicU64,
     rejected: AtomicU64,
     unavailable: AtomicU64,
@@ -228,6 +259,10 @@ pub(super) struct RunningSource {
     alive: Mutex<bool>,
     /// Whether what is served came from `--cache-dir` rather than the source itself.
     from_cache: AtomicBool,
+    restarts: AtomicU64,
+    down: Mutex<Option<String>>,
+    /// Fires once the source has applied a configuration (for make-before-break switches).
+    ready_tx: watch::Sender<bool>,
 }
 
 impl RunningSource {
@@ -235,7 +270,7 @@ impl RunningSource {
         RunningSource {
             uri,
             provider,
-            priority,
+            priority: AtomicUsize::new(priority),
             applied: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
@@ -248,7 +283,41 @@ impl RunningSource {
             last_success: Mutex::new(None),
             alive: Mutex::new(true),
             from_cache: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
+            down: Mutex::new(None),
+            ready_tx: watch::channel(false).0,
         }
+    }
+
+    /// Records that the source's task died (`reason`) and waits to be restarted.
+    pub(super) fn went_down(&self, reason: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.record_error(reason.to_owned());
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+
+    /// Records that the source's task was started again after going down.
+    pub(super) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Completes once the source has applied a configuration (at once if it has).
+    pub(super) async fn wait_ready(&self) {
+        let mut ready = self.ready_tx.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Moves the source to `priority` and re-ranks its flags in `store` without re-reading
+    /// it; `Some` with the old and new priority if it changed.
+    pub(super) fn set_priority(&self, priority: usize) -> Option<(usize, usize)> {
+        let old = self.priority.swap(priority, Ordering::AcqRel);
+        (old != priority).then_some((old, priority))
+    }
+
+    /// Holds off this source's store writes while the caller re-ranks it.
+    pub(super) fn write_lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.alive.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts a successful read of something that is not a document (an SQS receive).
@@ -267,15 +336,18 @@ impl RunningSource {
         changed
     }
 
-    /// Stops all further store writes of this source and removes its flags from `store`.
-    pub(super) fn retire(&self, store: &Store) {
+    /// Stops all further store writes of this source and, if `remove`, removes its flags
+    /// from `store` (kept when a replacement with the same URI takes them over).
+    pub(super) fn retire(&self, store: &Store, remove: bool) {
         let mut alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
         *alive = false;
-        store.remove(&self.uri);
+        if remove {
+            store.remove(&self.uri);
+        }
     }
 
     pub(super) fn priority(&self) -> usize {
-        self.priority
+        self.priority.load(Ordering::Acquire)
     }
 
     pub(super) fn stats(&self) -> SourceStats {
@@ -296,6 +368,8 @@ impl RunningSource {
             not_modified: self.not_modified.load(Ordering::Relaxed),
             last_success: *self.last_success.lock().unwrap_or_else(|e| e.into_inner()),
             from_cache: self.from_cache.load(Ordering::Acquire),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            down: self.down.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
@@ -519,7 +593,7 @@ impl PayloadSink {
             if !*alive || superseded {
                 return Ok(false);
             }
-            self.store.apply(self.state.priority, uri, document)
+            self.store.apply(self.state.priority(), uri, document)
         };
         tracing::info!(
             source = uri,
@@ -541,8 +615,11 @@ impl PayloadSink {
     }
 
     fn mark_ready(&self) {
-        if !self.state.ready.swap(true, Ordering::AcqRel) && self.counted {
-            self.readiness.source_ready();
+        if !self.state.ready.swap(true, Ordering::AcqRel) {
+            self.state.ready_tx.send_replace(true);
+            if self.counted {
+                self.readiness.source_ready();
+            }
         }
     }
 

@@ -193,7 +193,7 @@ enum LoopEnd {
 
 /// What to do with a handled message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disposition {
+pub(super) enum Disposition {
     /// Its effect is applied (or there was nothing to do): delete it.
     Delete,
     /// Not applied: leave it to reappear after the visibility timeout (or be redriven).
@@ -207,12 +207,15 @@ pub(super) struct Consumer {
     directory: Arc<SourceDirectory>,
     /// What is remembered per inline source; held while an inline message is applied, so
     /// expiry never removes a source a message has just refreshed.
-    inline: std::sync::Mutex<HashMap<String, InlineMemory>>,
+    inline: InlineMemories,
 }
+
+/// What the consumer remembers of every inline source, shared by its restarts.
+pub(super) type InlineMemories = Arc<std::sync::Mutex<HashMap<String, InlineMemory>>>;
 
 /// What the consumer remembers of one inline source.
 #[derive(Debug, Clone, Copy)]
-struct InlineMemory {
+pub(super) struct InlineMemory {
     /// The last applied sequence number.
     sequence: Option<u64>,
     /// When a message for it was last applied.
@@ -229,11 +232,15 @@ fn expired(memory: &HashMap<String, InlineMemory>, now: Instant, expiry: Duratio
 }
 
 impl Consumer {
-    pub(super) fn new(aws: Arc<Aws>, directory: Arc<SourceDirectory>) -> Consumer {
+    pub(super) fn new(
+        aws: Arc<Aws>,
+        directory: Arc<SourceDirectory>,
+        inline: InlineMemories,
+    ) -> Consumer {
         Consumer {
             aws,
             directory,
-            inline: Default::default(),
+            inline,
         }
     }
 
@@ -470,7 +477,7 @@ impl Consumer {
 
     /// Re-fetches every source reading one of the changed objects; `Delete` once all have
     /// handled their fetch.
-    async fn refresh(&self, id: &str, events: &[ObjectEvent]) -> Disposition {
+    pub(super) async fn refresh(&self, id: &str, events: &[ObjectEvent]) -> Disposition {
         let mut acks = Vec::new();
         for event in events {
             let matched = self.directory.refresh_object(&event.bucket, &event.key);
@@ -500,8 +507,16 @@ impl Consumer {
                     tracing::debug!(message_id = id, reason = %reason, "re-fetch failed; message kept");
                     return Disposition::Keep;
                 }
-                // The source was removed meanwhile: nothing left to apply.
-                Err(_) => {}
+                // Closed without an answer: the source task died or is being stopped. Not
+                // "removed": the change may not be applied, so the message comes back after
+                // the visibility timeout (and is deleted then if no source reads the object).
+                Err(_) => {
+                    tracing::debug!(
+                        message_id = id,
+                        "re-fetch ended without an answer; message kept"
+                    );
+                    return Disposition::Keep;
+                }
             }
         }
         Disposition::Delete
@@ -523,6 +538,9 @@ impl Consumer {
         if let Some(sequence) = inline.sequence {
             if let Some(applied) = memory.get(&inline.source).and_then(|m| m.sequence) {
                 if sequence <= applied {
+                    self.directory
+                        .inline_dropped_older
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(
                         message_id = id,
                         source = %inline.source,

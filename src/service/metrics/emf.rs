@@ -181,6 +181,8 @@ mod tests {
             not_modified: 0,
             last_success,
             from_cache: false,
+            restarts: 0,
+            down: None,
         }
     }
 

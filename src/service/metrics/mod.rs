@@ -428,6 +428,37 @@ pub fn render_sources(
     }
 }
 
+/// Appends the supervision metrics: restarts of each source's task (and of the SQS consumer,
+/// on its queues), whether it is down now, and inline SQS messages dropped as older than the
+/// applied one.
+pub fn render_supervision(out: &mut String, stats: &[SourceStats], inline_dropped_older: u64) {
+    let mut family = Family::counter(
+        out,
+        "flagpole_source_restarts_total",
+        "Times the source's task (for a queue: the SQS consumer) panicked or ended unexpectedly and was started again.",
+    );
+    for s in stats {
+        family.sample(&[("source", &s.uri)], s.restarts as f64);
+    }
+    let mut family = Family::gauge(
+        out,
+        "flagpole_source_down",
+        "1 while the source's task is down, waiting to be restarted (its last good flags are still served).",
+    );
+    for s in stats {
+        family.sample(
+            &[("source", &s.uri)],
+            if s.down.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+    let mut family = Family::counter(
+        out,
+        "flagpole_sqs_inline_dropped_total",
+        "Inline SQS documents dropped (and deleted) because they were not newer than the applied one.",
+    );
+    family.sample(&[("reason", "older")], inline_dropped_older as f64);
+}
+
 /// A per-source family: declaration, name, help and one source's value (`None`: no sample).
 type SourceFamily<'v> = (
     Declare,
@@ -602,6 +633,8 @@ mod tests {
             not_modified: 0,
             last_success: None,
             from_cache: false,
+            restarts: 0,
+            down: None,
         };
         let mut out = String::new();
         render_sources(&mut out, &[info], &[stats], now);
@@ -645,6 +678,8 @@ mod tests {
                 not_modified: 40,
                 last_success: Some(now - Duration::from_secs(5)),
                 from_cache: false,
+                restarts: 0,
+                down: None,
             },
             SourceStats {
                 uri: queue.into(),
@@ -659,6 +694,8 @@ mod tests {
                 not_modified: 0,
                 last_success: None,
                 from_cache: false,
+                restarts: 0,
+                down: None,
             },
         ];
         let mut out = String::new();
