@@ -224,10 +224,8 @@ fn uri_forms_repeat_and_split_on_commas() {
 
 #[test]
 fn unsupported_uris_and_providers_are_startup_errors() {
-    assert!(
-        settings_error(&["start", "-f", "https://example.com/f.json"]).contains("not supported")
-    );
-    assert!(settings_error(&["start", "-f", "grpc://localhost:8015"]).contains("not supported"));
+    assert!(settings_error(&["start", "-f", "gs://bucket/f.json"]).contains("not supported"));
+    assert!(settings_error(&["start", "-f", "envoy://localhost:8015/a"]).contains("not supported"));
     assert!(settings_error(&["start", "-f", "./flags.json"]).contains("invalid sync uri"));
     assert!(
         settings_error(&["start", "-s", r#"[{"uri":"x.json","provider":"magic"}]"#])
