@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use flagpole::store::{Selector, Store};
 use flagpole::sync::{parse_sources_json, parse_uri, SourceConfig, SourceStats, Supervisor};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+mod support;
 
 /// Upper bound for anything to happen; tests poll well below it.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -53,6 +56,11 @@ struct Server {
 
 impl Server {
     async fn start(body: &str) -> Server {
+        Server::start_with(body, None).await
+    }
+
+    /// The same server behind TLS when `tls` is given.
+    async fn start_with(body: &str, tls: Option<TlsAcceptor>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server {
             addr: listener.local_addr().unwrap(),
@@ -70,7 +78,15 @@ impl Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(answer(socket, state.clone()));
+                let state = state.clone();
+                match tls.clone() {
+                    None => drop(tokio::spawn(answer(socket, state))),
+                    Some(tls) => drop(tokio::spawn(async move {
+                        if let Ok(socket) = tls.accept(socket).await {
+                            answer(socket, state).await;
+                        }
+                    })),
+                }
             }
         });
         server
@@ -104,7 +120,7 @@ fn header<'a>(request: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Reads one request head and answers it as the state says, then closes the connection.
-async fn answer(mut socket: TcpStream, state: Arc<Mutex<State>>) {
+async fn answer(mut socket: impl AsyncRead + AsyncWrite + Unpin, state: Arc<Mutex<State>>) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -342,5 +358,52 @@ async fn a_body_cut_short_is_rejected() {
         default_variant(&store).as_deref() == Some("b")
     })
     .await;
+    supervisor.shutdown().await;
+}
+
+/// A TLS acceptor for the test PKI's server certificate (localhost, 127.0.0.1).
+fn acceptor(pki: &support::tls::TestPki) -> TlsAcceptor {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(pki.cert())
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.key()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_from_cert_path() {
+    let pki = support::tls::TestPki::generate();
+    let server = Server::start_with(&document("a"), Some(acceptor(&pki))).await;
+    let url = format!("https://localhost:{}/flags.json", server.addr.port());
+    let sources = format!(
+        r#"[{{"uri":"{url}","provider":"http","certPath":"{}"}}]"#,
+        pki.ca().display()
+    );
+    let config = parse_sources_json(&sources).unwrap().remove(0);
+    let (store, supervisor) = started(config).await;
+    assert_eq!(default_variant(&store).as_deref(), Some("a"));
+    supervisor.shutdown().await;
+
+    // Without the CA the system roots do not know the server: refused, nothing applied.
+    let store = Arc::new(Store::new());
+    let supervisor = Supervisor::start(&[parse_uri(&url).unwrap()], store.clone()).unwrap();
+    eventually("a refused handshake", || {
+        stats(&supervisor)
+            .last_error
+            .is_some_and(|e| e.to_lowercase().contains("certificate"))
+    })
+    .await;
+    assert_eq!(default_variant(&store), None);
     supervisor.shutdown().await;
 }

@@ -2,10 +2,11 @@
 //!
 //! Each poll is one GET carrying `If-None-Match` (the last ETag) and `If-Modified-Since` (the
 //! last `Last-Modified`), so an unchanged document costs a 304 and nothing else. Polls are
-//! spread like the S3 ones: a per-replica period in [0.9, 1.1) × `interval` and a phase, both
-//! from a hash of the replica id and the URL. Failures (unreachable, 5xx, timeout, a body cut
+//! spread like the S3 ones: a per-replica period in [0.9, 1.1) × `interval` from a hash of the
+//! replica id and the URL (the first poll is immediate). Failures (unreachable, 5xx, timeout, a body cut
 //! short or larger than `--max-document-size`) back off from 1 s to 30 s, never later than the
-//! regular period, and keep the last good configuration. TLS is rustls with the system roots.
+//! regular period, and keep the last good configuration. TLS is rustls with the system roots,
+//! or only the CA of `certPath` when given (an addition: flagd reads `certPath` for grpc only).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +101,7 @@ impl HttpSource {
         }
         Ok(HttpSource {
             uri: parsed,
-            client: client()?,
+            client: client(options.cert_path.as_deref())?,
             headers,
             interval: interval
                 .filter(|d| !d.is_zero())
@@ -274,13 +275,32 @@ struct Validators {
     last_modified: Option<String>,
 }
 
-/// One client per source: rustls (ring) with the system roots, HTTP/1.1, plain http allowed.
-fn client() -> Result<HttpClient, SourceError> {
+/// One client per source: rustls (ring) trusting the system roots, or only the PEM CA file
+/// `ca` when given; HTTP/1.1, plain http allowed.
+fn client(ca: Option<&std::path::Path>) -> Result<HttpClient, SourceError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A malformed system certificate is skipped, as the OS tools do.
-        let _ = roots.add(cert);
+    match ca {
+        Some(path) => {
+            let unreadable = |e: String| {
+                SourceError::Remote(format!("cannot use certPath `{}`: {e}", path.display()))
+            };
+            let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| unreadable(e.to_string()))?;
+                roots.add(cert).map_err(|e| unreadable(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(unreadable("no certificate in the file".into()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A malformed system certificate is skipped, as the OS tools do.
+                let _ = roots.add(cert);
+            }
+        }
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

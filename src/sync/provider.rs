@@ -120,7 +120,7 @@ pub struct RemoteOptions {
     pub timeout: Option<Duration>,
     /// grpc: connect with TLS (`tls`, or the `grpcs://` prefix).
     pub tls: bool,
-    /// grpc: the CA certificate (PEM) to trust instead of the system roots (`certPath`).
+    /// grpc, https: the CA certificate (PEM) to trust instead of the system roots (`certPath`).
     pub cert_path: Option<std::path::PathBuf>,
     /// grpc: sent upstream as `provider_id` (`providerID`).
     pub provider_id: Option<String>,

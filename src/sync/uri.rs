@@ -161,6 +161,7 @@ fn remote_options(
                 }
                 Some(_) => return Err("`headers` must be an object of strings".into()),
             }
+            options.cert_path = text("certPath")?.map(Into::into);
         }
         Provider::Grpc => {
             let (target, tls) = grpc_target(&uri).unwrap_or((&uri, false));
