@@ -224,10 +224,8 @@ fn uri_forms_repeat_and_split_on_commas() {
 
 #[test]
 fn unsupported_uris_and_providers_are_startup_errors() {
-    assert!(
-        settings_error(&["start", "-f", "https://example.com/f.json"]).contains("not supported")
-    );
-    assert!(settings_error(&["start", "-f", "grpc://localhost:8015"]).contains("not supported"));
+    assert!(settings_error(&["start", "-f", "gs://bucket/f.json"]).contains("not supported"));
+    assert!(settings_error(&["start", "-f", "envoy://localhost:8015/a"]).contains("not supported"));
     assert!(settings_error(&["start", "-f", "./flags.json"]).contains("invalid sync uri"));
     assert!(
         settings_error(&["start", "-s", r#"[{"uri":"x.json","provider":"magic"}]"#])
@@ -345,4 +343,50 @@ fn inline_expiry_from_the_flag_and_the_environment() {
         .expect("run flagpole");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("eventually"));
+}
+
+#[test]
+fn http_and_grpc_sources_as_flagd_spells_them() {
+    let s = settings(&[
+        "start",
+        "-f",
+        "https://flags.example/f.json,grpcs://hub.internal:8015",
+        "-s",
+        r#"[{"uri":"http://h/f.yaml","provider":"http","authHeader":"Basic dXNlcjpwYXNz","timeoutS":3,"interval":7},
+            {"uri":"hub:8015","provider":"grpc","providerID":"edge","selector":"source=a"}]"#,
+    ]);
+    let uris: Vec<(&str, &str)> = s
+        .sources
+        .iter()
+        .map(|c| (c.uri.as_str(), c.provider.as_str()))
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            ("https://flags.example/f.json", "http"),
+            ("hub.internal:8015", "grpc"),
+            ("http://h/f.yaml", "http"),
+            ("hub:8015", "grpc"),
+        ]
+    );
+    assert!(s.sources[1].remote.tls && !s.sources[3].remote.tls);
+    assert_eq!(
+        s.sources[2].remote.auth_header.as_deref(),
+        Some("Basic dXNlcjpwYXNz")
+    );
+    assert_eq!(s.sources[2].remote.timeout, Some(Duration::from_secs(3)));
+    assert_eq!(s.sources[2].interval, Some(Duration::from_secs(7)));
+    assert_eq!(s.sources[3].remote.selector.as_deref(), Some("source=a"));
+    // Credentials stay out of debug output.
+    assert!(!format!("{:?}", s.sources[2]).contains("dXNlcjpwYXNz"));
+    assert!(settings_error(&[
+        "start",
+        "-s",
+        r#"[{"uri":"http://h/f","provider":"http","authHeader":"Bearer a","bearerToken":"b"}]"#,
+    ])
+    .contains("cannot be used together"));
+    assert!(
+        settings_error(&["start", "-s", r#"[{"uri":"h/f","provider":"http"}]"#])
+            .contains("http:// or https://")
+    );
 }

@@ -23,6 +23,7 @@ fn file_config(path: &Path) -> SourceConfig {
         uri: path.to_str().unwrap().to_owned(),
         provider: Provider::File,
         interval: Some(Duration::from_millis(200)),
+        remote: Default::default(),
     }
 }
 
@@ -387,13 +388,14 @@ async fn invalid_sources_fail_at_start() {
             uri: uri.into(),
             provider,
             interval: None,
+            remote: Default::default(),
         };
         Supervisor::start(&[config], store.clone()).map_err(|e| e.to_string())
     };
     for (uri, provider, needle) in [
         ("flags.txt", "file", "unsupported file format"),
         ("flags.json", "carrier-pigeon", "unknown provider"),
-        ("http://x/flags.json", "http", "not supported"),
+        ("gs://x/flags.json", "gcs", "not supported"),
         (
             "s3://bucket/flags.json?bogus=1",
             "s3",

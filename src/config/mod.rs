@@ -628,11 +628,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("file:"));
-        assert!(parse_uri("https://example.com/flags.json")
+        assert!(parse_uri("gs://bucket/flags.json")
             .unwrap_err()
             .to_string()
             .contains("not supported"));
-        assert!(parse_uri("grpc://localhost:8015").is_err());
+        assert!(parse_uri("xds://localhost:8015").is_err());
         assert!(parse_uri("s3://bucket-only").is_err());
         assert!(parse_uri("file:").is_err());
     }
@@ -650,7 +650,7 @@ mod tests {
         assert_eq!(sources[2].interval, Some(Duration::from_secs(30)));
         assert!(parse_sources_json(r#"[{"uri":"a.json"}]"#).is_err());
         assert!(parse_sources_json(r#"[{"uri":"a","provider":"nope"}]"#).is_err());
-        assert!(parse_sources_json(r#"[{"uri":"x","provider":"http"}]"#)
+        assert!(parse_sources_json(r#"[{"uri":"x","provider":"gcs"}]"#)
             .unwrap_err()
             .to_string()
             .contains("not supported"));

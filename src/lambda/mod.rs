@@ -143,6 +143,7 @@ mod tests {
                 uri: "s3://b/k.json".into(),
                 provider: crate::sync::Provider::S3,
                 interval: Some(Duration::from_secs(1)),
+                remote: Default::default(),
             }],
             ..Settings::default()
         };

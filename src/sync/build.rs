@@ -2,6 +2,8 @@
 
 use super::directory::SourceEnv;
 use super::file::FileSource;
+use super::grpc::GrpcSource;
+use super::http::HttpSource;
 use super::provider::{Provider, SourceConfig};
 use super::s3::S3Source;
 use super::source::Source;
@@ -59,6 +61,27 @@ pub(super) fn build_source_in(
                 .unwrap_or(env.s3_interval);
             let source = S3Source::new(&config.uri, env.aws.clone(), interval)
                 .map_err(|e| invalid(e.into()))?
+                .max_size(env.max_document_size);
+            Ok(NamedSource {
+                uri: config.uri.clone(),
+                provider: config.provider.as_str(),
+                source: Box::new(source),
+            })
+        }
+        Provider::Http => {
+            let source = HttpSource::new(&config.uri, &config.remote, config.interval)
+                .map_err(invalid)?
+                .max_size(env.max_document_size)
+                .replica_from(env.aws.clone());
+            Ok(NamedSource {
+                uri: config.uri.clone(),
+                provider: config.provider.as_str(),
+                source: Box::new(source),
+            })
+        }
+        Provider::Grpc => {
+            let source = GrpcSource::new(&config.uri, &config.remote)
+                .map_err(invalid)?
                 .max_size(env.max_document_size);
             Ok(NamedSource {
                 uri: config.uri.clone(),

@@ -16,6 +16,8 @@ mod config_object;
 mod directory;
 mod embedded;
 mod file;
+mod grpc;
+mod http;
 pub mod limit;
 mod priority;
 mod provider;
@@ -30,7 +32,7 @@ pub mod uri;
 pub use aws::{Aws, Backoff, S3Endpoint};
 pub use embedded::{EmbeddedSource, DEFAULT_FLAGS, EMBEDDED_URI};
 pub use file::{FileSource, DEFAULT_POLL_INTERVAL};
-pub use provider::{names, Provider, ProviderError, SourceConfig};
+pub use provider::{names, Provider, ProviderError, RemoteOptions, SourceConfig};
 pub use s3::{S3Location, S3Source, S3UriError};
 pub use settings::{AwsOptionError, AwsOptions, AwsSettings, SyncConfig};
 pub use sns::FANOUT_MAX_RECEIVES;
@@ -71,6 +73,9 @@ pub enum SourceError {
     /// The `--cache-dir` cannot be created or written.
     #[error("cannot use the cache directory: {0}")]
     CacheDir(#[source] std::io::Error),
+    /// An `http`/`grpc` source whose options cannot be used (bad URL, header, CA file).
+    #[error("{0}")]
+    Remote(String),
     /// An inline document named a configured (not inline) source.
     #[error("`{uri}` is a configured {provider} source, not an inline one")]
     NotInline {

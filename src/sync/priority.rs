@@ -93,6 +93,7 @@ mod tests {
             uri: format!("s3://b/{name}.json"),
             provider: Provider::S3,
             interval: None,
+            remote: Default::default(),
         }
     }
 

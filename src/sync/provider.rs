@@ -13,19 +13,25 @@ pub enum Provider {
     Fileinfo,
     /// An S3 object (polling by ETag; change notifications via SQS).
     S3,
+    /// An `http://` or `https://` URL, polled with conditional GETs (`http`).
+    Http,
+    /// A `flagd.sync.v1.FlagSyncService` stream of another flagd-compatible server (`grpc`).
+    Grpc,
 }
 
 /// Provider names of flagd that flagpole does not have yet.
-const UNSUPPORTED: [&str; 5] = ["http", "grpc", "kubernetes", "gcs", "azblob"];
+const UNSUPPORTED: [&str; 3] = ["kubernetes", "gcs", "azblob"];
 
 /// A provider name flagpole cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     /// A flagd provider flagpole does not have yet.
-    #[error("the `{0}` provider is not supported by flagpole yet (supported: file, s3)")]
+    #[error(
+        "the `{0}` provider is not supported by flagpole yet (supported: file, s3, http, grpc)"
+    )]
     Unsupported(String),
     /// No provider of that name exists.
-    #[error("unknown provider `{0}` (expected file, fsnotify, fileinfo or s3)")]
+    #[error("unknown provider `{0}` (expected file, fsnotify, fileinfo, s3, http or grpc)")]
     Unknown(String),
 }
 
@@ -37,6 +43,8 @@ impl Provider {
             "fsnotify" => Ok(Provider::Fsnotify),
             "fileinfo" => Ok(Provider::Fileinfo),
             "s3" => Ok(Provider::S3),
+            "http" => Ok(Provider::Http),
+            "grpc" => Ok(Provider::Grpc),
             other if UNSUPPORTED.contains(&other) => {
                 Err(ProviderError::Unsupported(other.to_owned()))
             }
@@ -51,7 +59,14 @@ impl Provider {
             Provider::Fsnotify => "fsnotify",
             Provider::Fileinfo => "fileinfo",
             Provider::S3 => "s3",
+            Provider::Http => "http",
+            Provider::Grpc => "grpc",
         }
+    }
+
+    /// Whether this provider reads over the network from another server (`http`, `grpc`).
+    pub fn is_remote(self) -> bool {
+        matches!(self, Provider::Http | Provider::Grpc)
     }
 
     /// Whether this provider reads a local file.
@@ -90,6 +105,48 @@ pub struct SourceConfig {
     pub provider: Provider,
     /// Poll interval for polling providers.
     pub interval: Option<Duration>,
+    /// The options of remote (`http`, `grpc`) sources; default for the others.
+    pub remote: RemoteOptions,
+}
+
+/// The `--sources` fields of flagd's `http` and `grpc` providers (spec 6.2).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// http: the whole `Authorization` value (`authHeader`, or `Bearer <bearerToken>`).
+    pub auth_header: Option<String>,
+    /// http: extra request headers (`headers`).
+    pub headers: Vec<(String, String)>,
+    /// http: the limit of one request, body included (`timeoutS`; `None`: flagpole's default).
+    pub timeout: Option<Duration>,
+    /// grpc: connect with TLS (`tls`, or the `grpcs://` prefix).
+    pub tls: bool,
+    /// grpc, https: the CA certificate (PEM) to trust instead of the system roots (`certPath`).
+    pub cert_path: Option<std::path::PathBuf>,
+    /// grpc: sent upstream as `provider_id` (`providerID`).
+    pub provider_id: Option<String>,
+    /// grpc: sent upstream as `selector` and `flagd-selector` (`selector`).
+    pub selector: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials never reach a log line through `{:?}`.
+        f.debug_struct("RemoteOptions")
+            .field(
+                "auth_header",
+                &self.auth_header.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
+            .field("cert_path", &self.cert_path)
+            .field("provider_id", &self.provider_id)
+            .field("selector", &self.selector)
+            .finish()
+    }
 }
 
 /// Names of the sources that are not configured but still show in stats and logs.

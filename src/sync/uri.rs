@@ -7,7 +7,7 @@ use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::provider::{Provider, SourceConfig};
+use super::provider::{Provider, RemoteOptions, SourceConfig};
 use crate::options::lenient;
 
 /// A source argument or entry flagpole cannot use.
@@ -27,11 +27,7 @@ pub enum SourceConfigError {
 }
 
 /// URI schemes of flagd's providers that flagpole does not have yet, with the provider.
-const UNSUPPORTED: [(&str, &str); 11] = [
-    ("http://", "http"),
-    ("https://", "http"),
-    ("grpc://", "grpc"),
-    ("grpcs://", "grpc"),
+const UNSUPPORTED: [(&str, &str); 7] = [
     ("envoy://", "grpc"),
     ("dns://", "grpc"),
     ("uds://", "grpc"),
@@ -55,6 +51,29 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, SourceConfigError> {
             uri: path.to_owned(),
             provider: Provider::File,
             interval: None,
+            remote: RemoteOptions::default(),
+        });
+    }
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        return Ok(SourceConfig {
+            uri: uri.to_owned(),
+            provider: Provider::Http,
+            interval: None,
+            remote: RemoteOptions::default(),
+        });
+    }
+    if let Some((target, tls)) = grpc_target(uri) {
+        if target.is_empty() {
+            return Err(fail("expected grpc://<host>:<port>"));
+        }
+        return Ok(SourceConfig {
+            uri: target.to_owned(),
+            provider: Provider::Grpc,
+            interval: None,
+            remote: RemoteOptions {
+                tls,
+                ..RemoteOptions::default()
+            },
         });
     }
     if let Some(location) = uri.strip_prefix("s3://") {
@@ -65,18 +84,109 @@ pub fn parse_uri(uri: &str) -> Result<SourceConfig, SourceConfigError> {
             uri: uri.to_owned(),
             provider: Provider::S3,
             interval: None,
+            remote: RemoteOptions::default(),
         });
     }
     for (prefix, provider) in UNSUPPORTED {
         if uri.starts_with(prefix) {
             return Err(fail(&format!(
-                "the `{provider}` provider is not supported by flagpole yet (supported: file:, s3://)"
+                "the `{provider}` provider is not supported by flagpole yet (supported: file:, s3://, http(s)://, grpc(s)://)"
             )));
         }
     }
     Err(fail(
-        "expected file:<path> or s3://<bucket>/<key> (a bare path needs the `file:` prefix)",
+        "expected file:<path>, s3://<bucket>/<key>, http(s)://<url> or grpc(s)://<host>:<port> (a bare path needs the `file:` prefix)",
     ))
+}
+
+/// The `host:port` of a `grpc://` (plain) or `grpcs://` (TLS) URI, flagd's stored form.
+fn grpc_target(uri: &str) -> Option<(&str, bool)> {
+    if let Some(target) = uri.strip_prefix("grpcs://") {
+        return Some((target, true));
+    }
+    uri.strip_prefix("grpc://").map(|target| (target, false))
+}
+
+/// The fields of flagd's `http` and `grpc` providers in one `--sources` entry.
+fn remote_options(
+    entry: &Value,
+    provider: Provider,
+    uri: &str,
+) -> Result<(String, RemoteOptions), String> {
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match entry.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => lenient::scalar_text(v)
+                .map(|t| t.filter(|t| !t.is_empty()))
+                .map_err(|m| format!("invalid value for `{name}`: {m}")),
+        }
+    };
+    let mut options = RemoteOptions::default();
+    let mut uri = uri.to_owned();
+    match provider {
+        Provider::Http => {
+            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                return Err(format!(
+                    "`{uri}`: an http source needs an http:// or https:// URL"
+                ));
+            }
+            options.auth_header = match (text("authHeader")?, text("bearerToken")?) {
+                (Some(_), Some(_)) => {
+                    return Err("`authHeader` and `bearerToken` cannot be used together".into())
+                }
+                (Some(header), None) => Some(header),
+                (None, Some(token)) => Some(format!("Bearer {token}")),
+                (None, None) => None,
+            };
+            if let Some(seconds) = text("timeoutS")? {
+                let seconds: u32 = seconds.trim().parse().map_err(|_| {
+                    format!("invalid value for `timeoutS`: `{seconds}` is not a valid number here")
+                })?;
+                if seconds > MAX_INTERVAL_SECONDS {
+                    return Err(format!(
+                        "`timeoutS` must be at most {MAX_INTERVAL_SECONDS} seconds"
+                    ));
+                }
+                options.timeout = (seconds > 0).then(|| Duration::from_secs(seconds.into()));
+            }
+            match entry.get("headers") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(map)) => {
+                    for (name, value) in map {
+                        let value = value
+                            .as_str()
+                            .ok_or_else(|| format!("header `{name}` must be a string"))?;
+                        options.headers.push((name.clone(), value.to_owned()));
+                    }
+                }
+                Some(_) => return Err("`headers` must be an object of strings".into()),
+            }
+            options.cert_path = text("certPath")?.map(Into::into);
+        }
+        Provider::Grpc => {
+            let (target, tls) = grpc_target(&uri).unwrap_or((&uri, false));
+            if target.is_empty() {
+                return Err("a grpc source needs <host>:<port>".into());
+            }
+            let tls = tls
+                || match text("tls")?.as_deref() {
+                    None | Some("false") | Some("0") => false,
+                    Some("true") | Some("1") => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "invalid value for `tls`: `{other}` is not true or false"
+                        ))
+                    }
+                };
+            uri = target.to_owned();
+            options.tls = tls;
+            options.cert_path = text("certPath")?.map(Into::into);
+            options.provider_id = text("providerID")?;
+            options.selector = text("selector")?;
+        }
+        _ => {}
+    }
+    Ok((uri, options))
 }
 
 /// Parses the `--sources` JSON array string (spec 6.2).
@@ -136,10 +246,12 @@ pub fn parse_sources(value: &Value) -> Result<Vec<SourceConfig>, SourceConfigErr
             } else {
                 uri
             };
+            let (uri, remote) = remote_options(entry, provider, uri).map_err(fail)?;
             Ok(SourceConfig {
-                uri: uri.to_owned(),
+                uri,
                 provider,
                 interval,
+                remote,
             })
         })
         .collect()

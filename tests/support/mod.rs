@@ -31,6 +31,7 @@ pub fn file_source(path: &Path) -> SourceConfig {
         uri: path.display().to_string(),
         provider: Provider::File,
         interval: Some(Duration::from_millis(200)),
+        remote: Default::default(),
     }
 }
 

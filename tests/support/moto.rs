@@ -233,6 +233,7 @@ pub fn s3_source(bucket: &str, key: &str) -> SourceConfig {
         uri: s3_uri(bucket, key),
         provider: Provider::S3,
         interval: None,
+        remote: Default::default(),
     }
 }
 
