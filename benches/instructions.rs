@@ -9,9 +9,10 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use flagpole::eval::{resolve, Context, EvalOptions, ValueType};
+use flagpole::eval::{resolve, resolve_lazy, Context, EvalOptions, ValueType};
 use flagpole::flags::{parse_document, Flag, FlagDocument, Format};
 use flagpole::service::wire::JsonStruct;
+use flagpole::store::{Selector, Store};
 use prost::Message;
 use serde_json::{json, Value};
 
@@ -19,7 +20,14 @@ use serde_json::{json, Value};
 const NOW: i64 = 1_767_225_600;
 
 /// The scenario names, in the order of the baselines file.
-const SCENARIOS: [&str; 4] = ["static", "targeting", "fractional", "struct_decode"];
+const SCENARIOS: [&str; 6] = [
+    "static",
+    "targeting",
+    "fractional",
+    "struct_decode",
+    "request_static",
+    "request_missing",
+];
 
 fn document() -> FlagDocument {
     let text = json!({"flags": {
@@ -71,6 +79,26 @@ fn run_resolve(key: &str, want: ValueType, n: u64) {
     }
 }
 
+/// What the evaluator does per single-flag request after decoding: borrow the store's
+/// snapshot, look the key up, resolve with a clock that is read only if the rule needs it.
+fn run_request(key: &str, n: u64) {
+    let store = Store::new();
+    store.apply(0, "file:scenario.json", document());
+    let ctx = context();
+    let options = EvalOptions::default();
+    let request = |key: &str| {
+        let snapshot = store.current();
+        snapshot.get(key, &Selector::All).map(|stored| {
+            resolve_lazy(&stored.flag, &ctx, ValueType::Boolean, &options, || NOW).is_ok()
+        })
+    };
+    // The scenario must take the path it is named after.
+    assert_eq!(request(key), (key != "missing").then_some(true));
+    for _ in 0..n {
+        let _ = black_box(request(black_box(key)));
+    }
+}
+
 fn run_struct_decode(n: u64) {
     let bytes = JsonStruct(context()).encode_to_vec();
     let decoded = JsonStruct::decode(bytes.as_slice()).expect("context decodes");
@@ -99,6 +127,8 @@ fn main() -> ExitCode {
         "targeting" => run_resolve("targeting", ValueType::Boolean, n),
         "fractional" => run_resolve("fractional", ValueType::String, n),
         "struct_decode" => run_struct_decode(n),
+        "request_static" => run_request("static", n),
+        "request_missing" => run_request("missing", n),
         _ => return usage(),
     }
     ExitCode::SUCCESS

@@ -1,8 +1,8 @@
 //! The corpus of `scripts/bench` through flagpole's evaluator, doing per evaluation what the
-//! daemon does per request: load the store's snapshot, look the flag up, read the clock and
-//! resolve.
+//! daemon does per request: borrow the store's snapshot, look the flag up, resolve (reading
+//! the clock only for rules that can see `$flagd.timestamp`).
 //!
-//! `corpus CORPUS.json SECONDS_PER_CLASS` prints one JSON line with the nanoseconds per
+//! `corpus [--old-path] CORPUS.json SECONDS_PER_CLASS` prints one JSON line with the nanoseconds per
 //! evaluation of each class and of every case interleaved in corpus order, the shape the
 //! JavaScript and Python runners beside this file print. Built with `--features bench-tools`.
 
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flagpole::eval::{resolve, Context, EvalOptions, ValueType};
+use flagpole::eval::{resolve, resolve_lazy, Context, EvalOptions, ValueType};
 use flagpole::flags::{parse_document, Format};
 use flagpole::store::{Selector, Store};
 use serde::Deserialize;
@@ -45,9 +45,26 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// One request's evaluation; `true` when it produced a value (for the sink).
+/// One request's evaluation as the daemon's evaluator does it: borrow the snapshot (no shared
+/// write), look the key up, resolve reading the clock only if the rule can see it; `true`
+/// when it produced a value (for the sink).
 #[inline(never)]
 fn evaluate(store: &Store, options: &EvalOptions, case: &Prepared) -> bool {
+    let snapshot = store.current();
+    let Some(stored) = snapshot.get(&case.key, &Selector::All) else {
+        return false;
+    };
+    matches!(
+        resolve_lazy(&stored.flag, &case.context, case.want, options, now),
+        Ok(r) if r.value.is_some()
+    )
+}
+
+/// The request path before the evaluator borrowed snapshots and read the clock lazily
+/// (`--old-path`, for same-run comparisons): a shared reference-count increment per
+/// snapshot load and a clock read per evaluation.
+#[inline(never)]
+fn evaluate_old(store: &Store, options: &EvalOptions, case: &Prepared) -> bool {
     let snapshot = store.snapshot();
     let Some(stored) = snapshot.get(&case.key, &Selector::All) else {
         return false;
@@ -58,8 +75,16 @@ fn evaluate(store: &Store, options: &EvalOptions, case: &Prepared) -> bool {
     )
 }
 
+type Evaluate = fn(&Store, &EvalOptions, &Prepared) -> bool;
+
 /// Passes over `cases` for about `budget`; nanoseconds per evaluation.
-fn measure(store: &Store, options: &EvalOptions, cases: &[&Prepared], budget: Duration) -> f64 {
+fn measure(
+    evaluate: Evaluate,
+    store: &Store,
+    options: &EvalOptions,
+    cases: &[&Prepared],
+    budget: Duration,
+) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     let mut sink = 0u64;
@@ -78,11 +103,15 @@ fn measure(store: &Store, options: &EvalOptions, cases: &[&Prepared], budget: Du
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (path, seconds) = match args.as_slice() {
-        [path, seconds] => match seconds.parse::<f64>() {
-            Ok(s) if s > 0.0 && s < 3600.0 => (path, s),
-            _ => return usage(),
-        },
+    let (path, seconds, evaluate, name): (_, _, Evaluate, _) = match args.as_slice() {
+        [path, seconds] => (path, seconds, evaluate as Evaluate, "flagpole"),
+        [flag, path, seconds] if flag == "--old-path" => {
+            (path, seconds, evaluate_old as Evaluate, "flagpole-old-path")
+        }
+        _ => return usage(),
+    };
+    let seconds = match seconds.parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 3600.0 => s,
         _ => return usage(),
     };
     let corpus: Corpus = match std::fs::read(path).map(|b| serde_json::from_slice(&b)) {
@@ -126,26 +155,26 @@ fn main() -> ExitCode {
             unresolved.insert(class.clone(), json!(n + 1));
         }
     }
-    measure(&store, &options, &all, budget); // warm-up, as the other runners do
+    measure(evaluate, &store, &options, &all, budget); // warm-up, as the other runners do
     let mut classes = Map::new();
     for (index, class) in corpus.classes.iter().enumerate() {
         let only: Vec<&Prepared> = prepared.iter().filter(|c| c.class == index).collect();
         classes.insert(
             class.clone(),
-            json!(measure(&store, &options, &only, budget)),
+            json!(measure(evaluate, &store, &options, &only, budget)),
         );
     }
-    let interleaved = measure(&store, &options, &all, budget);
+    let interleaved = measure(evaluate, &store, &options, &all, budget);
     println!(
         "{}",
-        json!({"evaluator": "flagpole", "version": format!("flagpole {}", env!("CARGO_PKG_VERSION")),
+        json!({"evaluator": name, "version": format!("flagpole {}", env!("CARGO_PKG_VERSION")),
             "classes": classes, "interleaved": interleaved, "unresolved": unresolved})
     );
     ExitCode::SUCCESS
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: corpus CORPUS.json SECONDS_PER_CLASS");
+    eprintln!("usage: corpus [--old-path] CORPUS.json SECONDS_PER_CLASS");
     ExitCode::from(2)
 }
 

@@ -6,5 +6,6 @@ mod resolve;
 
 pub use crate::rules::{CompileError, Context, Env, EvalError, FractionalVersion, Rule};
 pub use resolve::{
-    resolve, ErrorCode, EvalOptions, Reason, Resolution, ResolveError, ResolvedValue, ValueType,
+    resolve, resolve_lazy, ErrorCode, EvalOptions, Reason, Resolution, ResolveError, ResolvedValue,
+    ValueType,
 };

@@ -135,6 +135,19 @@ pub fn resolve<'f>(
     options: &EvalOptions,
     now_unix_secs: i64,
 ) -> Result<Resolution<'f>, ResolveError> {
+    resolve_lazy(flag, context, want, options, || now_unix_secs)
+}
+
+/// [`resolve`] with the evaluation time read from `now` (Unix seconds) only when the flag's
+/// rule can see `$flagd.timestamp` ([`crate::rules::Rule::reads_timestamp`]): static flags,
+/// disabled flags and most rules never read the clock, and their answers do not depend on it.
+pub fn resolve_lazy<'f>(
+    flag: &'f Flag,
+    context: &Context,
+    want: ValueType,
+    options: &EvalOptions,
+    now: impl FnOnce() -> i64,
+) -> Result<Resolution<'f>, ResolveError> {
     if flag.state == FlagState::Disabled {
         return Ok(Resolution {
             value: None,
@@ -151,7 +164,8 @@ pub fn resolve<'f>(
             let env = Env {
                 context,
                 flag_key: &flag.key,
-                timestamp: now_unix_secs,
+                // Any value is as good as the clock's when the rule cannot see it.
+                timestamp: if rule.reads_timestamp() { now() } else { 0 },
                 fractional: options.fractional,
             };
             let result = rule.evaluate(&env).map_err(|e| ResolveError {
@@ -569,5 +583,86 @@ mod targeting_tests {
             run(f, json!({"tier": "gold"})).unwrap().variant,
             Some("one")
         );
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use std::cell::Cell;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::flags::{parse_document, Format};
+
+    fn flag(definition: Value) -> Flag {
+        let doc = json!({ "flags": { "f": definition } });
+        let mut parsed = parse_document(doc.to_string().as_bytes(), Format::Json).unwrap();
+        parsed.flags.pop().unwrap()
+    }
+
+    /// Resolves with a clock answering `now` and counting its reads.
+    fn run_counting(flag: &Flag, now: i64) -> (Option<&str>, usize) {
+        let reads = Cell::new(0);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            now
+        };
+        let r = resolve_lazy(
+            flag,
+            &Context::new(),
+            ValueType::Boolean,
+            &EvalOptions::default(),
+            clock,
+        )
+        .unwrap();
+        (r.variant, reads.get())
+    }
+
+    fn targeted(rule: Value) -> Flag {
+        flag(
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "off", "targeting": rule}),
+        )
+    }
+
+    #[test]
+    fn a_rule_reading_the_timestamp_gets_the_clock() {
+        let f = targeted(json!({"if": [{">": [{"var": "$flagd.timestamp"}, 1000]}, "on", "off"]}));
+        assert_eq!(run_counting(&f, 2000), (Some("on"), 1));
+        assert_eq!(run_counting(&f, 500), (Some("off"), 1));
+        // Through the whole `$flagd` object and through the whole data.
+        let f = targeted(
+            json!({"if": [{">": [{"var": {"cat": ["$flagd", ".timestamp"]}}, 1000]}, "on", "off"]}),
+        );
+        assert_eq!(run_counting(&f, 2000), (Some("on"), 1));
+    }
+
+    #[test]
+    fn a_static_flag_or_a_rule_blind_to_time_does_not_read_the_clock() {
+        let f = flag(
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "on"}),
+        );
+        assert_eq!(run_counting(&f, 2000), (Some("on"), 0));
+        let f = targeted(json!({"if": [{"==": [{"var": "$flagd.flagKey"}, "f"]}, "on", "off"]}));
+        assert_eq!(run_counting(&f, 2000), (Some("on"), 0));
+        let f = flag(
+            json!({"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on",
+            "targeting": {"var": "$flagd.timestamp"}}),
+        );
+        let reads = Cell::new(0);
+        resolve_lazy(
+            &f,
+            &Context::new(),
+            ValueType::Boolean,
+            &EvalOptions::default(),
+            || {
+                reads.set(reads.get() + 1);
+                0
+            },
+        )
+        .unwrap();
+        assert_eq!(reads.get(), 0);
     }
 }

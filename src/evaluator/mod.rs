@@ -3,6 +3,7 @@
 //! [`store`](crate::store) and knows no transport: each protocol under `service` parses its
 //! own request (selector header, context body) and maps the result once at its edge.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::eval::{
-    resolve, Context, ErrorCode, EvalOptions, FractionalVersion, Reason, ResolveError,
+    resolve_lazy, Context, ErrorCode, EvalOptions, FractionalVersion, Reason, ResolveError,
     ResolvedValue, ValueType,
 };
 use crate::flags::{Flag, FlagState};
@@ -289,6 +290,8 @@ pub(crate) struct Evaluator {
     header_context: Vec<(String, String)>,
     options: EvalOptions,
     observer: Arc<dyn Observer>,
+    /// Unix seconds now; read only for rules that can see `$flagd.timestamp`.
+    clock: fn() -> i64,
 }
 
 impl Evaluator {
@@ -310,7 +313,15 @@ impl Evaluator {
                 fractional: config.fractional,
             },
             observer,
+            clock: now,
         }
+    }
+
+    /// The same evaluator reading the time from `clock` (tests count the reads).
+    #[cfg(test)]
+    fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The store evaluated against (event and sync streams subscribe to it).
@@ -328,9 +339,9 @@ impl Evaluator {
         headers: &impl Headers,
     ) -> Result<Evaluation<K::Value>, EvaluationError> {
         let context = self.context(api, headers, context);
-        let snapshot = self.store.snapshot();
+        let snapshot = self.store.current();
         let result = match snapshot.get(flag_key, selector) {
-            Some(stored) => self.outcome::<K>(api, selector, &stored.flag, &context, now()),
+            Some(stored) => self.outcome::<K>(api, selector, &stored.flag, &context, self.clock),
             None => Err(flag_not_found(selector_metadata(selector))),
         };
         self.record(flag_key, &result);
@@ -349,8 +360,10 @@ impl Evaluator {
         mut each: impl FnMut(&Flag, Result<Evaluation<K::Value>, EvaluationError>),
     ) -> Metadata {
         let context = self.context(api, headers, context);
-        let snapshot = self.store.snapshot();
-        let now = now();
+        let snapshot = self.store.current();
+        // One time for the whole request, read at most once and only if a rule needs it.
+        let time = OnceCell::new();
+        let now = || *time.get_or_init(self.clock);
         for stored in snapshot.flags(selector) {
             let result = self.outcome::<K>(api, selector, &stored.flag, &context, now);
             self.record(&stored.flag.key, &result);
@@ -378,10 +391,10 @@ impl Evaluator {
         selector: &Selector,
         flag: &Flag,
         context: &Context,
-        now: i64,
+        now: impl FnOnce() -> i64,
     ) -> Result<Evaluation<K::Value>, EvaluationError> {
         let metadata = metadata(selector, flag);
-        let resolution = match resolve(flag, context, K::TYPE, &self.options, now) {
+        let resolution = match resolve_lazy(flag, context, K::TYPE, &self.options, now) {
             Ok(resolution) => resolution,
             Err(error) => return Err(EvaluationError::resolve(error, metadata)),
         };
@@ -434,8 +447,10 @@ impl Evaluator {
         headers: &impl Headers,
     ) -> BulkEvaluation {
         let context = self.context(api, headers, context);
-        let snapshot = self.store.snapshot();
-        let now = now();
+        let snapshot = self.store.current();
+        // One time for the whole request, read at most once and only if a rule needs it.
+        let time = OnceCell::new();
+        let now = || *time.get_or_init(self.clock);
         let mut flags = Vec::new();
         for stored in snapshot.flags(selector) {
             let flag: &Flag = &stored.flag;
@@ -452,7 +467,7 @@ impl Evaluator {
             let (reason, variant, value, failure) = if flag.state == FlagState::Disabled {
                 (Reason::Disabled.as_str(), String::new(), zero, None)
             } else {
-                match resolve(flag, &context, ValueType::Any, &self.options, now) {
+                match resolve_lazy(flag, &context, ValueType::Any, &self.options, now) {
                     Ok(resolution) => {
                         let variant = resolution.variant.unwrap_or_default().to_owned();
                         match resolution.value.and_then(|v| same_kind(&zero, v)) {
@@ -654,5 +669,68 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.code, ErrorCode::FlagNotFound);
         assert_eq!(error.metadata.get("flagSetId"), Some(&json!("set")));
+    }
+
+    thread_local! {
+        static CLOCK_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A clock at 2000 s that counts its reads on this thread.
+    fn counting_clock() -> i64 {
+        CLOCK_READS.with(|n| n.set(n.get() + 1));
+        2000
+    }
+
+    fn clock_reads() -> usize {
+        CLOCK_READS.with(|n| n.replace(0))
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_rules_that_see_the_timestamp() {
+        let store = Arc::new(Store::new());
+        let document = json!({"flags": {
+            "static": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                "defaultVariant": "on"},
+            "email": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                "defaultVariant": "off",
+                "targeting": {"if": [{"in": ["@a.com", {"var": "email"}]}, "on", "off"]}},
+            "late": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                "defaultVariant": "off",
+                "targeting": {"if": [{">": [{"var": "$flagd.timestamp"}, 1000]}, "on", "off"]}},
+            "later": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                "defaultVariant": "off",
+                "targeting": {"if": [{">": [{"var": "$flagd.timestamp"}, 3000]}, "on", "off"]}}
+        }});
+        let parsed = crate::flags::parse_document(
+            document.to_string().as_bytes(),
+            crate::flags::Format::Json,
+        )
+        .unwrap();
+        store.apply(0, "test", parsed);
+        let evaluator = Evaluator::new(EvaluatorConfig::default(), store, Arc::new(Unobserved))
+            .with_clock(counting_clock);
+        clock_reads();
+        let variant = |key: &str| {
+            evaluator
+                .evaluate::<BoolKind>(Api::V2, &Selector::All, key, None, &())
+                .unwrap()
+                .variant
+        };
+
+        assert_eq!(variant("static").as_deref(), Some("on"));
+        assert_eq!(variant("email").as_deref(), Some("off"));
+        assert!(evaluator
+            .evaluate::<BoolKind>(Api::V2, &Selector::All, "missing", None, &())
+            .is_err());
+        assert_eq!(clock_reads(), 0);
+
+        assert_eq!(variant("late").as_deref(), Some("on"));
+        assert_eq!(variant("later").as_deref(), Some("off"));
+        assert_eq!(clock_reads(), 2);
+
+        // ResolveAll reads the clock once for all its rules.
+        let all = evaluator.evaluate_all(Api::V2, &Selector::All, None, &());
+        assert_eq!(all.flags.len(), 4);
+        assert_eq!(clock_reads(), 1);
     }
 }

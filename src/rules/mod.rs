@@ -52,7 +52,8 @@ pub struct Env<'a> {
     pub context: &'a Context,
     /// The flag being evaluated (`$flagd.flagKey`).
     pub flag_key: &'a str,
-    /// Evaluation time in Unix seconds (`$flagd.timestamp`).
+    /// Evaluation time in Unix seconds (`$flagd.timestamp`); never read when the rule's
+    /// [`Rule::reads_timestamp`] is `false`.
     pub timestamp: i64,
     /// The fractional algorithm to use.
     pub fractional: FractionalVersion,
@@ -63,6 +64,7 @@ pub struct Env<'a> {
 pub struct Rule {
     root: node::Node,
     unknown: Option<Box<str>>,
+    reads_clock: bool,
 }
 
 /// Why a rule could not be compiled.
@@ -83,7 +85,15 @@ impl Rule {
         Ok(Rule {
             root,
             unknown: compiler.unknown,
+            reads_clock: compiler.reads_clock,
         })
+    }
+
+    /// Whether evaluating the rule may read [`Env::timestamp`] (`$flagd.timestamp`, the
+    /// `$flagd` object, the whole data, or a path computed at run time). When `false` the
+    /// caller need not read the clock: any timestamp gives the same answer.
+    pub fn reads_timestamp(&self) -> bool {
+        self.reads_clock
     }
 
     /// The first operator the rule names that the engine does not know. Such a rule still

@@ -259,6 +259,8 @@ pub(super) struct Compiler {
     nodes: usize,
     /// The first operator name this engine does not know (it fails only when evaluated).
     pub(super) unknown: Option<Box<str>>,
+    /// Whether some node may read `$flagd.timestamp` (see [`Compiler::note_target`]).
+    pub(super) reads_clock: bool,
 }
 
 impl Compiler {
@@ -266,6 +268,20 @@ impl Compiler {
         Compiler {
             nodes: 0,
             unknown: None,
+            reads_clock: false,
+        }
+    }
+
+    /// Records whether a `var` with `target` may read the evaluation time. Only two targets
+    /// can at the root: `$flagd.timestamp` itself and the whole `$flagd` object, plus the whole
+    /// data (which contains `$flagd`). A target inside an item is an ordinary path, but the
+    /// same node may also run at the root, so the test ignores the scope (conservative).
+    fn note_target(&mut self, target: &VarTarget) {
+        if matches!(
+            target,
+            VarTarget::Whole | VarTarget::Flagd(Flagd::Object | Flagd::Timestamp, _)
+        ) {
+            self.reads_clock = true;
         }
     }
 
@@ -323,6 +339,11 @@ impl Compiler {
                 format!("The operator \"{name}\" is not supported").into(),
             ));
         };
+        // `missing` and `missing_some` look names up at run time; a name computed at run time
+        // could be `$flagd.timestamp` (only its presence matters, but stay conservative).
+        if matches!(op, Op::Missing | Op::MissingSome) {
+            self.reads_clock = true;
+        }
         let raw_is_var = raw
             .as_object()
             .is_some_and(|m| m.len() == 1 && m.contains_key("var"));
@@ -397,6 +418,16 @@ impl Compiler {
     }
 
     fn var(&mut self, raw: &Value, depth: usize) -> Result<Node, CompileError> {
+        let node = self.var_inner(raw, depth)?;
+        match &node {
+            Node::Var(var) => self.note_target(&var.target),
+            // A path computed at run time may name anything, `$flagd.timestamp` included.
+            _ => self.reads_clock = true,
+        }
+        Ok(node)
+    }
+
+    fn var_inner(&mut self, raw: &Value, depth: usize) -> Result<Node, CompileError> {
         let dynamic = |c: &mut Compiler| -> Result<Node, CompileError> {
             let path = c.compile(raw, depth + 1)?;
             Ok(Node::VarDyn(Box::new(VarDyn { path })))

@@ -1695,3 +1695,34 @@ fn data_re_read_as_rules_is_bounded() {
     }
     run_err(json!({"if": [true, {"var": "r"}]}), json!({ "r": deep }));
 }
+
+#[test]
+fn rules_that_can_see_the_timestamp_are_known_at_compile_time() {
+    for (rule, reads) in [
+        (json!({"var": "$flagd.timestamp"}), true),
+        (json!({"var": ["$flagd.timestamp", 0]}), true),
+        (json!({"var": "$flagd"}), true),
+        (json!({"var": ""}), true),
+        (json!({"var": []}), true),
+        (json!({"var": "."}), true),
+        (json!({"var": {"cat": ["$flagd.", "flagKey"]}}), true),
+        (json!({"missing": ["a"]}), true),
+        (json!({"missing_some": [1, ["a"]]}), true),
+        (json!({"var": ["x", {"var": "$flagd.timestamp"}]}), true),
+        (json!({"map": [[1], {"var": ""}]}), true),
+        (
+            json!({"if": [true, {">": [{"var": "$flagd.timestamp"}, 0]}]}),
+            true,
+        ),
+        (json!({"var": "$flagd.flagKey"}), false),
+        (json!({"var": "$flagd.other"}), false),
+        (json!({"var": "email"}), false),
+        (json!({"in": ["@example.com", {"var": "email"}]}), false),
+        (json!({"fractional": [["a", 50], ["b", 50]]}), false),
+        (json!({"sem_ver": [{"var": "v"}, ">=", "1.0.0"]}), false),
+        (json!(true), false),
+    ] {
+        let compiled = Rule::compile(&rule).unwrap();
+        assert_eq!(compiled.reads_timestamp(), reads, "{rule}");
+    }
+}

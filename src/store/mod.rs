@@ -37,6 +37,24 @@ pub struct SourceInfo {
     pub applies: u64,
 }
 
+/// A borrowed [`Snapshot`] for the length of one request (see [`Store::current`]).
+pub struct Current(arc_swap::Guard<Arc<Snapshot>>);
+
+impl std::ops::Deref for Current {
+    type Target = Snapshot;
+
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Current").field(&self.0.version).finish()
+    }
+}
+
 /// One source's last applied flags.
 #[derive(Debug)]
 struct SourceState {
@@ -80,6 +98,15 @@ impl Store {
     /// The configuration in force now (lock-free).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The configuration in force now, borrowed for one request: unlike [`Store::snapshot`]
+    /// it writes nothing shared (arc-swap marks the borrow in a slot of the calling thread
+    /// instead of bumping the snapshot's shared reference count). Hold it only briefly, and
+    /// never across an `.await`.
+    #[inline]
+    pub fn current(&self) -> Current {
+        Current(self.current.load())
     }
 
     /// A receiver that sees every new snapshot (for event and sync streams).
