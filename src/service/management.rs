@@ -28,8 +28,9 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::auth::{self, RequireToken, Tokens};
 use super::listener;
-use super::metrics::{render_sources, Metrics};
+use super::metrics::{render_sources, Metrics, SourceLabels};
 use super::server::ServeError;
 use crate::store::Store;
 use crate::sync::StatsReader;
@@ -88,6 +89,15 @@ impl TrafficReadiness {
     }
 }
 
+/// How the management port behaves.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ManagementConfig {
+    /// Bearer tokens `/metrics` requires (`--metrics-auth`; `None`: open).
+    pub metrics_auth: Option<Tokens>,
+    /// How sources are named in `/metrics` labels and the `/readyz` body.
+    pub source_labels: SourceLabels,
+}
+
 /// The management server, ready to [`serve`](ManagementServer::serve).
 #[derive(Debug, Clone)]
 pub(crate) struct ManagementServer {
@@ -95,11 +105,13 @@ pub(crate) struct ManagementServer {
     store: Arc<Store>,
     sources: StatsReader,
     readiness: TrafficReadiness,
+    config: ManagementConfig,
 }
 
 impl ManagementServer {
     /// A server reporting `readiness`, and metrics from `metrics`, `store` and `sources`.
     pub(crate) fn new(
+        config: ManagementConfig,
         metrics: Arc<Metrics>,
         store: Arc<Store>,
         sources: StatsReader,
@@ -110,6 +122,7 @@ impl ManagementServer {
             store,
             sources,
             readiness,
+            config,
         }
     }
 
@@ -122,6 +135,7 @@ impl ManagementServer {
             &self.store.sources(),
             &self.sources.stats(),
             SystemTime::now(),
+            self.config.source_labels,
         );
         out
     }
@@ -141,6 +155,12 @@ impl ManagementServer {
 
         let readiness = self.readiness.clone();
         let sources = self.sources.clone();
+        let labels = self.config.source_labels;
+        let metrics_auth = RequireToken::optional(
+            self.config.metrics_auth.as_ref(),
+            auth::http_refusal,
+            auth::nothing_open,
+        );
         let metrics = self.clone();
         let http = axum::Router::new()
             .route("/healthz", any(|| async { StatusCode::OK }))
@@ -152,7 +172,7 @@ impl ManagementServer {
                         .stats()
                         .into_iter()
                         .filter(|s| s.from_cache)
-                        .map(|s| s.uri)
+                        .map(|s| labels.label(&s.uri).into_owned())
                         .collect();
                     async move {
                         let mut response = readyz_response(ready, &headers);
@@ -173,7 +193,9 @@ impl ManagementServer {
                 any(move || {
                     let body = metrics.render_metrics();
                     async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
-                }),
+                })
+                // Only `/metrics`: health and readiness stay open for probes.
+                .layer(metrics_auth),
             );
         let routes = Routes::from(http).add_service(health_service);
 

@@ -29,6 +29,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
+use super::auth::{self, RequireToken, Tokens};
 use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
 use super::limits::StreamLimit;
 use super::listener::{self, Listener};
@@ -68,6 +69,8 @@ pub(crate) struct SyncServiceConfig {
     pub stream_deadline: Option<Duration>,
     /// HTTP/2 streams one connection may open at once.
     pub max_concurrent_streams: u32,
+    /// Bearer tokens every call must carry (`None`: no authentication).
+    pub auth: Option<Tokens>,
 }
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
@@ -156,6 +159,11 @@ impl SyncServer {
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(HttpMetricsLayer::new(metrics, "flagd-sync", grpc_route))
+            .layer(RequireToken::optional(
+                self.config.auth.as_ref(),
+                auth::grpc_refusal,
+                auth::nothing_open,
+            ))
             .add_service(FlagSyncServiceServer::new(service))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
