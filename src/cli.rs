@@ -122,6 +122,7 @@ impl StartArgs {
         let mut cli = self.options.clone();
         cli.aws.check()?;
         cli.debug = debug;
+        cli.auth_tokens = crate::config::AuthTokens::from_env();
         let mut settings = cli.over(file).into_settings();
         settings.aws.config_object = object;
         Ok(settings)

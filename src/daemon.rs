@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::evaluator::{Evaluator, EvaluatorConfig};
+use crate::service::auth::{AuthConfig, AuthError, Tokens};
 use crate::service::limits::StreamLimit;
 use crate::service::listener::{ConnectionConfig, Listener};
-use crate::service::management::{ManagementServer, TrafficReadiness};
-use crate::service::metrics::Metrics;
+use crate::service::management::{ManagementConfig, ManagementServer, TrafficReadiness};
+use crate::service::metrics::{Metrics, SourceLabels};
 use crate::service::sync::{SyncServer, SyncServiceConfig};
 use crate::service::tls::{ServerTls, TlsError, ALPN_EVALUATION, ALPN_OFREP, ALPN_SYNC};
 use crate::service::{
@@ -99,6 +100,9 @@ pub enum DaemonError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The bearer tokens cannot be used.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// A server failed.
     #[error("server error: {0}")]
     Server(String),
@@ -145,6 +149,16 @@ pub async fn run_with(
     };
     let _reload = tls.as_ref().map(|tls| tls.watch()).transpose()?;
     let acceptor = |alpn| tls.as_ref().map(|tls| tls.acceptor(alpn));
+    // Likewise: told to require tokens, the daemon never starts open.
+    let auth = auth_config(&settings);
+    let tokens = Tokens::load(&auth)?;
+    let _token_reload = tokens.as_ref().map(Tokens::watch).transpose()?;
+    if tokens.is_some() {
+        tracing::info!(
+            metrics = auth.metrics,
+            "bearer tokens required on the evaluation, sync and OFREP ports"
+        );
+    }
     let store = Arc::new(Store::new());
     let supervisor = Supervisor::from_config(settings.sync_config(), store.clone())?;
     started(&supervisor);
@@ -162,6 +176,7 @@ pub async fn run_with(
         sync,
         ofrep,
     } = listeners;
+    warn_if_every_origin_is_public(&settings.cors_origins, [Some(&evaluation), ofrep.as_ref()]);
 
     // CloudWatch EMF lines on stdout (awslogs ships them); stops with the management port.
     if let Some(interval) = settings.metrics_emf_interval {
@@ -176,7 +191,15 @@ pub async fn run_with(
     }
     let management = management.map(|listener| {
         let readiness = TrafficReadiness::new(supervisor.ready(), stopping.clone());
+        let config = ManagementConfig {
+            metrics_auth: tokens.clone().filter(|_| auth.metrics),
+            source_labels: match settings.metrics_source_uris {
+                true => SourceLabels::Uri,
+                false => SourceLabels::Masked,
+            },
+        };
         let server = ManagementServer::new(
+            config,
             metrics.clone(),
             store.clone(),
             supervisor.stats_reader(),
@@ -187,7 +210,10 @@ pub async fn run_with(
     });
     let mut sync = sync.map(|listener| {
         let server = SyncServer::new(
-            sync_config(&settings),
+            SyncServiceConfig {
+                auth: tokens.clone(),
+                ..sync_config(&settings)
+            },
             store.clone(),
             metrics.clone(),
             stream_limit.clone(),
@@ -220,14 +246,21 @@ pub async fn run_with(
         metrics.clone(),
     ));
     let server = EvaluationServer::new(
-        evaluation_config(&settings),
+        EvaluationConfig {
+            auth: tokens.clone(),
+            ..evaluation_config(&settings)
+        },
         evaluator.clone(),
         metrics.clone(),
         stream_limit.clone(),
     );
     // OFREP drains with 8013.
     let mut ofrep = ofrep.map(|listener| {
-        let server = OfrepServer::new(ofrep_config(&settings), evaluator).with_metrics(metrics);
+        let config = OfrepConfig {
+            auth: tokens.clone(),
+            ..ofrep_config(&settings)
+        };
+        let server = OfrepServer::new(config, evaluator).with_metrics(metrics);
         tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), drain.clone()))
     });
     let evaluation = server.serve(
@@ -300,6 +333,54 @@ pub async fn run_with(
     }
 }
 
+/// Where the bearer tokens come from and whether `/metrics` needs one.
+fn auth_config(settings: &Settings) -> AuthConfig {
+    AuthConfig {
+        token_file: settings.auth_token_file.clone(),
+        tokens: settings.auth_tokens.0.clone(),
+        metrics: settings.metrics_auth,
+    }
+}
+
+/// Logs once when CORS lets every origin in and a CORS port (8013, 8016) listens on a
+/// non-loopback address: any web page its users open may then call it from their browsers.
+fn warn_if_every_origin_is_public<'a>(
+    origins: &[String],
+    listeners: impl IntoIterator<Item = Option<&'a Listener>>,
+) {
+    let addresses = listeners
+        .into_iter()
+        .flatten()
+        .filter_map(|listener| match listener {
+            Listener::Tcp(tcp) => tcp.local_addr().ok(),
+            #[cfg(unix)]
+            Listener::Unix(_) => None,
+        });
+    let public = public_with_every_origin(origins, addresses);
+    if !public.is_empty() {
+        let addresses: Vec<String> = public.iter().map(SocketAddr::to_string).collect();
+        tracing::warn!(
+            addresses = %addresses.join(", "),
+            "CORS allows every origin on a non-loopback address: any web page can call these \
+             ports from its visitors' browsers; set --cors-origin to the origins that need it"
+        );
+    }
+}
+
+/// The non-loopback `addresses` when `origins` lets every origin in; empty otherwise.
+fn public_with_every_origin(
+    origins: &[String],
+    addresses: impl IntoIterator<Item = SocketAddr>,
+) -> Vec<SocketAddr> {
+    if !crate::service::cors::allows_every_origin(origins) {
+        return Vec::new();
+    }
+    addresses
+        .into_iter()
+        .filter(|addr| !addr.ip().is_loopback())
+        .collect()
+}
+
 /// What the evaluator needs from the settings.
 pub(crate) fn evaluator_config(settings: &Settings) -> EvaluatorConfig {
     EvaluatorConfig {
@@ -324,6 +405,7 @@ fn evaluation_config(settings: &Settings) -> EvaluationConfig {
         cors_origins: settings.cors_origins.clone(),
         max_concurrent_streams: settings.max_concurrent_streams,
         connections: connection_config(settings),
+        auth: None,
     }
 }
 
@@ -342,6 +424,8 @@ pub(crate) fn ofrep_config(settings: &Settings) -> OfrepConfig {
         max_request_body: settings.max_request_body,
         cors_origins: settings.cors_origins.clone(),
         connections: connection_config(settings),
+        // Lambda's function mode uses this too; API Gateway authenticates there.
+        auth: None,
     }
 }
 
@@ -353,6 +437,7 @@ fn sync_config(settings: &Settings) -> SyncServiceConfig {
         stream_deadline: settings.stream_deadline,
         max_concurrent_streams: settings.max_concurrent_streams,
         connections: connection_config(settings),
+        auth: None,
     }
 }
 
@@ -368,5 +453,30 @@ async fn joined(task: &mut JoinHandle<Result<(), ServeError>>) -> Option<String>
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
         Err(error) => Some(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_for_every_origin_on_a_public_address_is_reported() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        let mixed = addrs(&["127.0.0.1:8013", "0.0.0.0:8016", "[::1]:1", "10.0.0.5:8013"]);
+        let every = Vec::new();
+        assert_eq!(
+            public_with_every_origin(&every, mixed.clone()),
+            addrs(&["0.0.0.0:8016", "10.0.0.5:8013"])
+        );
+        assert_eq!(
+            public_with_every_origin(&["*".to_owned()], addrs(&["[::]:8013"])),
+            addrs(&["[::]:8013"])
+        );
+        assert!(public_with_every_origin(&every, addrs(&["127.0.0.1:1", "[::1]:2"])).is_empty());
+        let listed = ["https://app.example".to_owned()];
+        assert!(public_with_every_origin(&listed, mixed).is_empty());
     }
 }

@@ -202,6 +202,8 @@ async fn unchanged_objects_cost_a_304_and_changes_are_polled() {
         &store.sources(),
         &supervisor.stats(),
         now,
+        // The full URI is the opt-in (`--metrics-source-uris`); the default masks account ids.
+        flagpole::service::metrics::SourceLabels::Uri,
     );
     assert!(
         text.contains(&format!(

@@ -390,3 +390,94 @@ fn http_and_grpc_sources_as_flagd_spells_them() {
             .contains("http:// or https://")
     );
 }
+
+#[test]
+fn auth_and_metrics_flags() {
+    let s = settings(&[
+        "start",
+        "--auth-token-file",
+        "/run/secrets/tokens",
+        "--metrics-auth",
+        "--metrics-source-uris",
+    ]);
+    assert_eq!(
+        s.auth_token_file.as_deref(),
+        Some(Path::new("/run/secrets/tokens"))
+    );
+    assert!(s.metrics_auth);
+    assert!(s.metrics_source_uris);
+    let s = settings(&["start", "--metrics-auth=false"]);
+    assert!(!s.metrics_auth);
+    assert!(!s.metrics_source_uris);
+    assert_eq!(s.auth_token_file, None);
+    // Tokens are never a flag: they would show in `ps`.
+    assert!(settings_error(&["start", "--auth-tokens", "x"]).contains("--auth-tokens"));
+}
+
+/// `FLAGPOLE_AUTH_TOKEN_FILE` and `FLAGPOLE_AUTH_TOKENS` through the real binary: an empty
+/// token file alone stops the start; with tokens from the variable the daemon serves, and on
+/// loopback logs no CORS warning.
+#[test]
+fn auth_tokens_come_from_the_environment() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, GOOD).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# none yet\n").unwrap();
+    let command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flagpole"));
+        command
+            .args(["start", "--bind-address", "127.0.0.1"])
+            .args(["-p", "0", "-m", "0", "-g", "0", "-r", "0"])
+            .arg("-f")
+            .arg(format!("file:{}", flags.display()))
+            .env("FLAGPOLE_AUTH_TOKEN_FILE", &tokens)
+            .env_remove("FLAGPOLE_AUTH_TOKENS")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        command
+    };
+    let out = command().output().expect("run flagpole");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no token"), "{stderr}");
+
+    let mut child = command()
+        .env("FLAGPOLE_AUTH_TOKENS", "from-env-1,from-env-2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start flagpole");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let served = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let done = line.contains("serving OFREP");
+                seen.push(line);
+                if done {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
+    assert!(served, "{log}");
+    assert!(log.contains("bearer tokens required"), "{log}");
+    assert!(!log.contains("CORS allows every origin"), "{log}");
+    assert!(!log.contains("from-env-1"), "{log}");
+}

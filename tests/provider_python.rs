@@ -239,3 +239,54 @@ async fn default_fractional_bucketing_differs_from_the_python_core() {
     };
     assert_eq!(others(&rpc), others(&in_process));
 }
+
+/// Runs `tests/python/auth_provider.py` against `port`, sending `token` if given.
+async fn drive_with_token(port: u16, token: Option<&str>) -> Value {
+    let mut command = Command::new(python());
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/auth_provider.py"
+        ))
+        .args(["--port", &port.to_string()]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "auth driver failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON line")
+}
+
+#[tokio::test]
+async fn rpc_mode_sends_a_bearer_token_as_call_credentials() {
+    const COLOR: &str = r#"{"flags": {"color": {"state": "ENABLED",
+        "variants": {"red": "RED"}, "defaultVariant": "red"}}}"#;
+    let daemon = TestDaemon::with_files(&[("flags.json", COLOR)])
+        .start(|settings, dir| {
+            let file = dir.join("tokens");
+            std::fs::write(&file, "python-token\n").unwrap();
+            settings.auth_token_file = Some(file);
+        })
+        .await;
+    let port = daemon.evaluation.port();
+    let with = drive_with_token(port, Some("python-token")).await;
+    assert_eq!(
+        with,
+        json!({"ready": true, "value": "RED", "error_code": null})
+    );
+    for token in [None, Some("wrong-token")] {
+        let without = drive_with_token(port, token).await;
+        assert_eq!(without["value"], "fallback", "{token:?}: {without}");
+        assert!(!without["error_code"].is_null(), "{token:?}: {without}");
+        assert_eq!(without["ready"], false, "{token:?}: {without}");
+    }
+}

@@ -130,6 +130,48 @@ pub struct Settings {
     /// Longest time draining may take once it starts (open streams, in-flight requests);
     /// what is still open then is closed.
     pub shutdown_grace: Duration,
+    /// File of accepted bearer tokens (one per line), re-read when it changes.
+    pub auth_token_file: Option<PathBuf>,
+    /// Bearer tokens from `FLAGPOLE_AUTH_TOKENS`.
+    pub auth_tokens: AuthTokens,
+    /// `/metrics` requires a bearer token too.
+    pub metrics_auth: bool,
+    /// `/metrics` labels show full source URIs (account ids included).
+    pub metrics_source_uris: bool,
+}
+
+/// The variable holding bearer tokens (comma-separated). Only the environment: a flag would
+/// show the tokens in `ps`, a config file has `--auth-token-file`.
+pub const AUTH_TOKENS_ENV: &str = "FLAGPOLE_AUTH_TOKENS";
+
+/// Bearer tokens; `Debug` shows how many, never the tokens.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthTokens(pub Vec<String>);
+
+impl AuthTokens {
+    /// The tokens of a comma-separated list (blank entries dropped).
+    pub fn parse(text: &str) -> AuthTokens {
+        AuthTokens(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// The tokens in `FLAGPOLE_AUTH_TOKENS`, if it is set.
+    pub fn from_env() -> Option<AuthTokens> {
+        std::env::var(AUTH_TOKENS_ENV)
+            .ok()
+            .map(|text| AuthTokens::parse(&text))
+    }
+}
+
+impl std::fmt::Debug for AuthTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthTokens({} redacted)", self.0.len())
+    }
 }
 
 impl Default for Settings {
@@ -169,6 +211,10 @@ impl Default for Settings {
             body_read_timeout: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
+            auth_token_file: None,
+            auth_tokens: AuthTokens::default(),
+            metrics_auth: false,
+            metrics_source_uris: false,
         }
     }
 }
@@ -435,6 +481,24 @@ layered! {
         #[arg(long, env = "FLAGD_KEEP_ALIVE_PERMIT_WITHOUT_STREAM", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         #[serde(skip)]
         pub keep_alive_permit_without_stream: Option<bool>,
+        /// Bearer tokens clients must send on the evaluation, sync and OFREP ports, one per
+        /// line (blank and `#` lines ignored); re-read when the file changes (flagpole addition).
+        #[arg(long, env = "FLAGPOLE_AUTH_TOKEN_FILE")]
+        #[serde(deserialize_with = "lenient::path")]
+        pub auth_token_file: Option<PathBuf>,
+        /// Bearer tokens from `FLAGPOLE_AUTH_TOKENS` (comma-separated; the environment only).
+        #[arg(skip)]
+        #[serde(skip)]
+        pub auth_tokens: Option<AuthTokens>,
+        /// `/metrics` requires the same bearer token as the other ports.
+        #[arg(long, env = "FLAGPOLE_METRICS_AUTH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        #[serde(deserialize_with = "lenient::boolean")]
+        pub metrics_auth: Option<bool>,
+        /// `/metrics` `source` labels show full source URIs; by default account ids,
+        /// credentials and query strings are masked.
+        #[arg(long, env = "FLAGPOLE_METRICS_SOURCE_URIS", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        #[serde(deserialize_with = "lenient::boolean")]
+        pub metrics_source_uris: Option<bool>,
     }
 }
 
@@ -561,6 +625,10 @@ impl ConfigInput {
                 .unwrap_or(defaults.body_read_timeout),
             drain_delay: self.drain_delay.unwrap_or(defaults.drain_delay),
             shutdown_grace: self.shutdown_grace.unwrap_or(defaults.shutdown_grace),
+            auth_token_file: non_empty(self.auth_token_file),
+            auth_tokens: self.auth_tokens.unwrap_or_default(),
+            metrics_auth: self.metrics_auth.unwrap_or(false),
+            metrics_source_uris: self.metrics_source_uris.unwrap_or(false),
         }
     }
 }
@@ -690,6 +758,42 @@ mod tests {
         );
         // An empty path is no socket (flagd's default is "").
         assert_eq!(settings.sync_socket_path, None);
+    }
+
+    #[test]
+    fn auth_options_from_the_file() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.auth_token_file, None);
+        assert!(!defaults.metrics_auth && !defaults.metrics_source_uris);
+        let settings = ConfigInput::from_value(&json!({
+            "auth-token-file": "/run/secrets/tokens",
+            "metrics-auth": "true",
+            "metrics-source-uris": true,
+            // Not a config key: tokens come from the environment or the token file.
+            "auth-tokens": "ignored"
+        }))
+        .unwrap()
+        .into_settings();
+        assert_eq!(
+            settings.auth_token_file.as_deref(),
+            Some(Path::new("/run/secrets/tokens"))
+        );
+        assert!(settings.metrics_auth && settings.metrics_source_uris);
+        assert!(settings.auth_tokens.0.is_empty());
+        assert!(ConfigInput::from_value(&json!({"metrics-auth": "maybe"})).is_err());
+    }
+
+    #[test]
+    fn auth_tokens_parse_and_never_print() {
+        let tokens = AuthTokens::parse(" a, ,b ,");
+        assert_eq!(tokens.0, ["a", "b"]);
+        let settings = Settings {
+            auth_tokens: AuthTokens::parse("s3cr3t-value"),
+            ..Settings::default()
+        };
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert!(debug.contains("AuthTokens(1 redacted)"), "{debug}");
     }
 
     #[test]

@@ -47,8 +47,13 @@ impl CorsOnOrigin {
     }
 }
 
+/// Whether `origins` (the `--cors-origin` list) lets every origin in: none given, or `*`.
+pub(crate) fn allows_every_origin(origins: &[String]) -> bool {
+    origins.is_empty() || origins.iter().any(|o| o.trim() == "*")
+}
+
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let origin = if origins.is_empty() || origins.iter().any(|o| o.trim() == "*") {
+    let origin = if allows_every_origin(origins) {
         AllowOrigin::any()
     } else {
         let patterns: Vec<Pattern> = origins.iter().map(|o| Pattern::new(o)).collect();
@@ -155,6 +160,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_origin_without_a_list_or_with_a_star() {
+        assert!(allows_every_origin(&[]));
+        assert!(allows_every_origin(&[
+            "https://a.example".into(),
+            " * ".into()
+        ]));
+        assert!(!allows_every_origin(&["https://*.example.com".into()]));
+    }
 
     #[test]
     fn origin_patterns_match_like_rs_cors() {

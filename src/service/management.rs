@@ -27,8 +27,9 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::auth::{self, RequireToken, Tokens};
 use super::listener::{self, ConnectionConfig};
-use super::metrics::{render_sources, render_supervision, Metrics};
+use super::metrics::{render_sources, render_supervision, Metrics, SourceLabels};
 use super::server::ServeError;
 use crate::store::Store;
 use crate::sync::StatsReader;
@@ -94,6 +95,15 @@ impl TrafficReadiness {
     }
 }
 
+/// How the management port behaves.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ManagementConfig {
+    /// Bearer tokens `/metrics` requires (`--metrics-auth`; `None`: open).
+    pub metrics_auth: Option<Tokens>,
+    /// How sources are named in `/metrics` labels and the `/readyz` body.
+    pub source_labels: SourceLabels,
+}
+
 /// The management server, ready to [`serve`](ManagementServer::serve).
 #[derive(Debug, Clone)]
 pub(crate) struct ManagementServer {
@@ -102,11 +112,13 @@ pub(crate) struct ManagementServer {
     sources: StatsReader,
     readiness: TrafficReadiness,
     connections: ConnectionConfig,
+    config: ManagementConfig,
 }
 
 impl ManagementServer {
     /// A server reporting `readiness`, and metrics from `metrics`, `store` and `sources`.
     pub(crate) fn new(
+        config: ManagementConfig,
         metrics: Arc<Metrics>,
         store: Arc<Store>,
         sources: StatsReader,
@@ -118,6 +130,7 @@ impl ManagementServer {
             sources,
             readiness,
             connections: ConnectionConfig::default(),
+            config,
         }
     }
 
@@ -133,8 +146,19 @@ impl ManagementServer {
         let mut out = String::with_capacity(4096);
         self.metrics.render(&mut out);
         let stats = self.sources.stats();
-        render_sources(&mut out, &self.store.sources(), &stats, SystemTime::now());
-        render_supervision(&mut out, &stats, self.sources.inline_dropped_older());
+        render_sources(
+            &mut out,
+            &self.store.sources(),
+            &stats,
+            SystemTime::now(),
+            self.config.source_labels,
+        );
+        render_supervision(
+            &mut out,
+            &stats,
+            self.sources.inline_dropped_older(),
+            self.config.source_labels,
+        );
         out
     }
 
@@ -153,6 +177,12 @@ impl ManagementServer {
 
         let readiness = self.readiness.clone();
         let sources = self.sources.clone();
+        let labels = self.config.source_labels;
+        let metrics_auth = RequireToken::optional(
+            self.config.metrics_auth.as_ref(),
+            auth::http_refusal,
+            auth::nothing_open,
+        );
         let metrics = self.clone();
         let http = axum::Router::new()
             .route("/healthz", any(|| async { StatusCode::OK }))
@@ -164,7 +194,7 @@ impl ManagementServer {
                     let cached: Vec<&str> = stats
                         .iter()
                         .filter(|s| s.from_cache)
-                        .map(|s| s.uri.as_str())
+                        .map(|s| labels.label(&s.uri).into_owned())
                         .collect();
                     let mut detail = String::new();
                     if ready && !cached.is_empty() {
@@ -179,7 +209,7 @@ impl ManagementServer {
                             // Still serving its last good flags, but not following changes.
                             detail.push_str(&format!(
                                 "source down, restarting: {} ({reason})\n",
-                                s.uri
+                                labels.label(&s.uri)
                             ));
                         }
                     }
@@ -198,7 +228,9 @@ impl ManagementServer {
                 any(move || {
                     let body = metrics.render_metrics();
                     async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
-                }),
+                })
+                // Only `/metrics`: health and readiness stay open for probes.
+                .layer(metrics_auth),
             );
         let routes = Routes::from(http).add_service(health_service);
 

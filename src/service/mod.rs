@@ -7,6 +7,7 @@
 //! a [`Context`](crate::eval::Context), asks the transport-free
 //! [`Evaluator`](crate::evaluator::Evaluator), and maps its result once at its edge.
 
+pub(crate) mod auth;
 pub(crate) mod listener;
 pub(crate) mod management;
 pub mod metrics;
@@ -19,7 +20,7 @@ pub mod wire;
 #[macro_use]
 mod adapter;
 mod connect;
-mod cors;
+pub(crate) mod cors;
 mod evaluation;
 mod events;
 pub(crate) mod limits;

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{self, RequireToken, Tokens};
 use super::cors::CorsOnOrigin;
 use super::evaluation::selector;
 use super::listener::{self, ConnectionConfig, Listener};
@@ -40,6 +41,8 @@ pub(crate) struct OfrepConfig {
     pub cors_origins: Vec<String>,
     /// Connection cap, header- and body-read timeouts.
     pub connections: ConnectionConfig,
+    /// Bearer tokens every request must carry (`None`: no authentication).
+    pub auth: Option<Tokens>,
 }
 
 /// The OFREP server on port 8016, ready to [`serve`](OfrepServer::serve).
@@ -50,6 +53,7 @@ pub(crate) struct OfrepServer {
     cors: CorsOnOrigin,
     metrics: Option<Arc<Metrics>>,
     connections: ConnectionConfig,
+    auth: Option<Tokens>,
 }
 
 impl OfrepServer {
@@ -61,6 +65,7 @@ impl OfrepServer {
             cors: CorsOnOrigin::new(&config.cors_origins),
             metrics: None,
             connections: config.connections,
+            auth: config.auth,
         }
     }
 
@@ -74,11 +79,15 @@ impl OfrepServer {
     pub(crate) fn router(self) -> Router {
         let cors = self.cors.clone();
         let metrics = self.metrics.clone();
+        // Inside CORS: preflights are answered without a token, refusals carry CORS headers.
+        let require_token =
+            RequireToken::optional(self.auth.as_ref(), auth::http_refusal, auth::nothing_open);
         let router = Router::new()
             .route("/ofrep/v1/evaluate/flags/{key}", post(single))
             .route("/ofrep/v1/evaluate/flags", post(bulk))
             .route("/ofrep/v1/evaluate/flags/", post(bulk))
             .fallback(not_found)
+            .layer(require_token)
             .layer(cors)
             .with_state(Arc::new(self));
         match metrics {

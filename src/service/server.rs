@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
 use tower::ServiceBuilder;
 
+use super::auth::{self, Refusal, RequireToken, Tokens};
 use super::connect::ConnectLayer;
 use super::cors::CorsOnOrigin;
 use super::evaluation::{EvaluationService, StreamConfig};
@@ -59,6 +60,8 @@ pub(crate) struct EvaluationConfig {
     pub max_concurrent_streams: u32,
     /// Connection cap, header- and body-read timeouts.
     pub connections: ConnectionConfig,
+    /// Bearer tokens every call but `grpc.health.v1` must carry (`None`: no authentication).
+    pub auth: Option<Tokens>,
 }
 
 /// The evaluation server on port 8013, ready to [`serve`](EvaluationServer::serve).
@@ -72,6 +75,7 @@ pub(crate) struct EvaluationServer {
     cors_origins: Vec<String>,
     max_concurrent_streams: u32,
     connections: ConnectionConfig,
+    auth: Option<Tokens>,
 }
 
 impl EvaluationServer {
@@ -92,6 +96,7 @@ impl EvaluationServer {
             cors_origins: config.cors_origins,
             max_concurrent_streams: config.max_concurrent_streams,
             connections: config.connections,
+            auth: config.auth,
         }
     }
 
@@ -149,7 +154,8 @@ impl EvaluationServer {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-        // Outermost first: request metrics, CORS, then Connect (answers everything that is not gRPC or
+        // Outermost first: request metrics, CORS (answers preflights without a token), the
+        // token check (gRPC health stays open for probes), then Connect (answers everything that is not gRPC or
         // gRPC-Web), then gRPC-Web (translated to gRPC), then the size-limit status fix.
         let router = ServiceBuilder::new()
             .map_request(|request: http::Request<listener::RequestBody>| {
@@ -161,6 +167,11 @@ impl EvaluationServer {
                 grpc_route,
             ))
             .layer(CorsOnOrigin::new(&self.cors_origins))
+            .layer(RequireToken::optional(
+                self.auth.as_ref(),
+                refuse,
+                auth::is_grpc_health,
+            ))
             .layer(ConnectLayer::new(evaluator.clone(), self.max_request_body))
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(MapResponseLayer::new(size_limit_is_resource_exhausted))
@@ -214,6 +225,23 @@ impl EvaluationServer {
         health_task.abort();
         result.map_err(ServeError::from)
     }
+}
+
+/// UNAUTHENTICATED in the protocol of the request: gRPC and gRPC-Web trailers-only, Connect
+/// 401 (unary) or an end-of-stream error; always with the `www-authenticate` challenge.
+fn refuse(headers: &http::HeaderMap, refusal: Refusal) -> http::Response<tonic::body::Body> {
+    let is_grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        return auth::grpc_refusal(headers, refusal);
+    }
+    let status = tonic::Status::unauthenticated(refusal.message());
+    let mut response = super::connect::refused(headers, &status);
+    response
+        .headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, refusal.challenge());
+    response
 }
 
 /// tonic answers a request over `max_decoding_message_size` with OUT_OF_RANGE; flagd

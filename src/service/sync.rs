@@ -31,6 +31,7 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tower::util::MapRequestLayer;
 
+use super::auth::{self, RequireToken, Tokens};
 use super::evaluation::{InvalidSelector, SELECTOR_HEADER};
 use super::limits::{StreamLimit, TimedBody};
 use super::listener::{self, ConnectionConfig, Listener};
@@ -73,6 +74,8 @@ pub(crate) struct SyncServiceConfig {
     /// Connection cap and body-read timeout (the port speaks HTTP/2 only: no headers to
     /// trickle before the preface's first byte, which the listener times).
     pub connections: ConnectionConfig,
+    /// Bearer tokens every call must carry (`None`: no authentication).
+    pub auth: Option<Tokens>,
 }
 
 /// The sync server on port 8015, ready to [`serve`](SyncServer::serve).
@@ -214,6 +217,11 @@ impl SyncServer {
                     request
                         .map(|body| tonic::body::Body::new(TimedBody::new(body, body_read_timeout)))
                 },
+            ))
+            .layer(RequireToken::optional(
+                self.config.auth.as_ref(),
+                auth::grpc_refusal,
+                auth::nothing_open,
             ))
             .add_service(FlagSyncServiceServer::new(service))
             .add_service(reflection_v1)

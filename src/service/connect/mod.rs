@@ -103,6 +103,23 @@ where
     }
 }
 
+/// A Connect call refused before it reaches a procedure (authentication): the unary form
+/// (HTTP status and JSON body) or, for a streaming content type, an end-of-stream message.
+pub(super) fn refused(headers: &HeaderMap, status: &Status) -> Response<Body> {
+    match Codec::of(headers, true) {
+        Some(codec) => {
+            let end = envelope::frame(envelope::END_STREAM, &error::end_stream_json(Some(status)));
+            let mut response = Response::new(Body::new(Full::new(end)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(codec.content_type(true)),
+            );
+            response
+        }
+        None => error::unary_response(status),
+    }
+}
+
 /// gRPC and gRPC-Web (all their content types) belong to tonic.
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers

@@ -13,6 +13,7 @@
 mod emf;
 mod exposition;
 mod http;
+mod labels;
 mod shard;
 
 pub use emf::{emf_lines, run_emf, EmfState};
@@ -21,6 +22,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use labels::SourceLabels;
 
 pub use http::{grpc_route, HttpMetricsLayer, HttpMetricsService, ResponseFuture};
 
@@ -324,12 +327,14 @@ impl Metrics {
 
 /// Appends the per-source sync metrics: configuration age (newest overall and per source),
 /// last apply and last successful read, payloads applied and rejected, readiness, read errors
-/// and fetch results. Labels are bounded: one `source` per configured source or queue.
+/// and fetch results. Labels are bounded: one `source` per configured source or queue, named
+/// as `labels` says (account ids masked unless `--metrics-source-uris`).
 pub fn render_sources(
     out: &mut String,
     applied: &[SourceInfo],
     stats: &[SourceStats],
     now: SystemTime,
+    labels: SourceLabels,
 ) {
     let unix = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
@@ -351,7 +356,7 @@ pub fn render_sources(
     );
     for info in applied {
         let age = now.duration_since(info.applied_at).unwrap_or_default();
-        family.sample(&[("source", &info.uri)], age.as_secs_f64());
+        family.sample(&[("source", &labels.label(&info.uri))], age.as_secs_f64());
     }
     let mut family = Family::gauge(
         out,
@@ -359,7 +364,10 @@ pub fn render_sources(
         "Unix time of the source's last successfully applied configuration.",
     );
     for info in applied {
-        family.sample(&[("source", &info.uri)], unix(info.applied_at));
+        family.sample(
+            &[("source", &labels.label(&info.uri))],
+            unix(info.applied_at),
+        );
     }
     let unix_time = |at: Option<SystemTime>| at.map(&unix);
     // Declaration, name, help and one source's value (`None`: no sample), in output order.
@@ -407,7 +415,7 @@ pub fn render_sources(
         let mut family = declare(out, name, help);
         for s in stats {
             if let Some(value) = value(s) {
-                family.sample(&[("source", &s.uri)], value);
+                family.sample(&[("source", &labels.label(&s.uri))], value);
             }
         }
     }
@@ -418,11 +426,14 @@ pub fn render_sources(
     );
     for s in stats {
         family.sample(
-            &[("result", "changed"), ("source", &s.uri)],
+            &[("result", "changed"), ("source", &labels.label(&s.uri))],
             s.fetched as f64,
         );
         family.sample(
-            &[("result", "not_modified"), ("source", &s.uri)],
+            &[
+                ("result", "not_modified"),
+                ("source", &labels.label(&s.uri)),
+            ],
             s.not_modified as f64,
         );
     }
@@ -430,15 +441,20 @@ pub fn render_sources(
 
 /// Appends the supervision metrics: restarts of each source's task (and of the SQS consumer,
 /// on its queues), whether it is down now, and inline SQS messages dropped as older than the
-/// applied one.
-pub fn render_supervision(out: &mut String, stats: &[SourceStats], inline_dropped_older: u64) {
+/// applied one. Sources are named as `labels` says, like [`render_sources`].
+pub fn render_supervision(
+    out: &mut String,
+    stats: &[SourceStats],
+    inline_dropped_older: u64,
+    labels: SourceLabels,
+) {
     let mut family = Family::counter(
         out,
         "flagpole_source_restarts_total",
         "Times the source's task (for a queue: the SQS consumer) panicked or ended unexpectedly and was started again.",
     );
     for s in stats {
-        family.sample(&[("source", &s.uri)], s.restarts as f64);
+        family.sample(&[("source", &labels.label(&s.uri))], s.restarts as f64);
     }
     let mut family = Family::gauge(
         out,
@@ -447,7 +463,7 @@ pub fn render_supervision(out: &mut String, stats: &[SourceStats], inline_droppe
     );
     for s in stats {
         family.sample(
-            &[("source", &s.uri)],
+            &[("source", &labels.label(&s.uri))],
             if s.down.is_some() { 1.0 } else { 0.0 },
         );
     }
@@ -637,7 +653,7 @@ mod tests {
             down: None,
         };
         let mut out = String::new();
-        render_sources(&mut out, &[info], &[stats], now);
+        render_sources(&mut out, &[info], &[stats], now, SourceLabels::Uri);
         assert!(
             out.contains("flagpole_configuration_age_seconds 30\n"),
             "{out}"
@@ -648,6 +664,33 @@ mod tests {
         );
         assert!(
             out.contains("flagpole_source_ready{source=\"s3://b/k.json\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn source_labels_mask_account_ids_by_default() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_100);
+        let queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/flags";
+        let stats = SourceStats {
+            uri: queue.into(),
+            provider: "sqs".into(),
+            applied: 0,
+            rejected: 0,
+            unavailable: 0,
+            ready: false,
+            last_error: None,
+            errors: 4,
+            fetched: 0,
+            not_modified: 0,
+            last_success: None,
+            from_cache: false,
+        };
+        let mut out = String::new();
+        render_sources(&mut out, &[], &[stats], now, SourceLabels::default());
+        assert!(!out.contains("123456789012"), "{out}");
+        assert!(
+            out.contains("flagpole_source_errors_total{source=\"https://sqs.eu-west-1.amazonaws.com/************/flags\"} 4\n"),
             "{out}"
         );
     }
@@ -699,7 +742,7 @@ mod tests {
             },
         ];
         let mut out = String::new();
-        render_sources(&mut out, &[info], &stats, now);
+        render_sources(&mut out, &[info], &stats, now, SourceLabels::Uri);
         let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
         let s3_label = format!("source=\"{s3}\"");
         let q_label = format!("source=\"{queue}\"");
