@@ -64,11 +64,6 @@ impl Provider {
         }
     }
 
-    /// Whether this provider reads over the network from another server (`http`, `grpc`).
-    pub fn is_remote(self) -> bool {
-        matches!(self, Provider::Http | Provider::Grpc)
-    }
-
     /// Whether this provider reads a local file.
     pub fn is_file(self) -> bool {
         matches!(
