@@ -191,7 +191,7 @@ impl ManagementServer {
                 any(move |headers: axum::http::HeaderMap| {
                     let ready = readiness.is_ready();
                     let stats = sources.stats();
-                    let cached: Vec<&str> = stats
+                    let cached: Vec<String> = stats
                         .iter()
                         .filter(|s| s.from_cache)
                         .map(|s| labels.label(&s.uri).into_owned())

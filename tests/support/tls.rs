@@ -134,7 +134,9 @@ pub async fn grpc_channel_with_identity(
     identity: Option<(PathBuf, PathBuf)>,
 ) -> Result<Channel, tonic::transport::Error> {
     let connector = connector_with_identity(ca, &[b"h2"], identity);
-    Endpoint::from_static("https://localhost")
+    // `http://`: the connector below does the TLS. With tonic's own TLS features on (the grpcs
+    // sync source uses them), an `https://` endpoint without tonic's TLS config is refused.
+    Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
             let connector = connector.clone();
             async move {

@@ -685,12 +685,25 @@ mod tests {
             not_modified: 0,
             last_success: None,
             from_cache: false,
+            restarts: 2,
+            down: Some("panicked".into()),
         };
         let mut out = String::new();
-        render_sources(&mut out, &[], &[stats], now, SourceLabels::default());
+        render_sources(
+            &mut out,
+            &[],
+            std::slice::from_ref(&stats),
+            now,
+            SourceLabels::default(),
+        );
+        render_supervision(&mut out, &[stats], 0, SourceLabels::default());
         assert!(!out.contains("123456789012"), "{out}");
         assert!(
             out.contains("flagpole_source_errors_total{source=\"https://sqs.eu-west-1.amazonaws.com/************/flags\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("flagpole_source_restarts_total{source=\"https://sqs.eu-west-1.amazonaws.com/************/flags\"} 2\n"),
             "{out}"
         );
     }
