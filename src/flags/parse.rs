@@ -28,6 +28,15 @@ impl Format {
             _ => None,
         }
     }
+
+    /// JSON if the document starts like JSON, else YAML: for stores that name no format
+    /// (an S3 key or URL without an extension, no useful `Content-Type`).
+    pub fn sniff(bytes: &[u8]) -> Format {
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
 }
 
 /// A parsed, validated flag document.

@@ -16,7 +16,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::future::{Either, Ready};
@@ -25,9 +24,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tower::{Layer, Service};
 
-/// Changes to the token file are read this long after the first event (editors and secret
-/// mounts write in several steps).
-const RELOAD_SETTLE: Duration = Duration::from_millis(250);
+use super::reload::{self, WatchGuard};
 
 /// The largest token file read (a few thousand tokens); larger files are refused.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -176,40 +173,14 @@ impl Tokens {
     /// Watches the token file's directory and replaces the file's tokens on every change,
     /// until the returned guard is dropped; `None` without a token file.
     pub(crate) fn watch(&self) -> Result<Option<WatchGuard>, AuthError> {
-        use notify::Watcher as _;
         let Some(path) = self.0.file.clone() else {
             return Ok(None);
         };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if !event.kind.is_access() {
-                        let _ = tx.send(());
-                    }
-                }
-            })
-            .map_err(|e| AuthError::Watch(e.to_string()))?;
-        // The directory, not the file: secret mounts swap a symlink, editors rename.
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        watcher
-            .watch(&dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| AuthError::Watch(format!("{}: {e}", dir.display())))?;
         let tokens = self.clone();
-        let task = tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                tokio::time::sleep(RELOAD_SETTLE).await;
-                while rx.try_recv().is_ok() {}
-                tokens.reload(&path);
-            }
-        });
-        Ok(Some(WatchGuard {
-            _watcher: watcher,
-            task,
-        }))
+        let file = path.clone();
+        reload::watch_files(&[&path], move || tokens.reload(&file))
+            .map(Some)
+            .map_err(AuthError::Watch)
     }
 
     /// Reads the token file again; keeps the previous tokens if it is unreadable or empty.
@@ -240,24 +211,6 @@ impl Tokens {
             refuse,
             open,
         }
-    }
-}
-
-/// Keeps the token-file reload running; dropping it stops watching.
-pub(crate) struct WatchGuard {
-    _watcher: notify::RecommendedWatcher,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for WatchGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchGuard").finish_non_exhaustive()
-    }
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod management;
 pub mod metrics;
 pub mod proto;
 pub(crate) mod protojson;
+pub(crate) mod reload;
 pub(crate) mod sync;
 pub(crate) mod tls;
 pub mod wire;

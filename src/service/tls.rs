@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -21,16 +20,14 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use super::reload::{self, WatchGuard};
+
 /// ALPN of the evaluation port: gRPC needs `h2`; gRPC-Web and Connect also run over HTTP/1.1.
 pub(crate) const ALPN_EVALUATION: &[&[u8]] = &[b"h2", b"http/1.1"];
 /// ALPN of the sync port (gRPC only).
 pub(crate) const ALPN_SYNC: &[&[u8]] = &[b"h2"];
 /// ALPN of the OFREP port (HTTP/1.1 only).
 pub(crate) const ALPN_OFREP: &[&[u8]] = &[b"http/1.1"];
-
-/// How long after a change event the files are read, so that a certificate and key written
-/// one after the other are read as a pair.
-const RELOAD_SETTLE: Duration = Duration::from_millis(250);
 
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -178,76 +175,25 @@ impl ServerTls {
 
     /// Watches the directories of both files and reloads on every change, until the
     /// returned guard is dropped. Invalid replacements are logged and ignored.
-    pub(crate) fn watch(self: &Arc<Self>) -> Result<ReloadGuard, TlsError> {
-        use notify::Watcher as _;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if !event.kind.is_access() {
-                        let _ = tx.send(());
-                    }
-                }
-            })
-            .map_err(|e| TlsError::Watch(e.to_string()))?;
-        // Directories, not files: secrets mounted by Kubernetes are replaced by swapping a
-        // symlink, and editors replace files by renaming; both escape a file watch.
-        let mut dirs: Vec<PathBuf> = [&self.certificate, &self.key]
-            .iter()
-            .map(|p| match p.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-                _ => PathBuf::from("."),
-            })
-            .collect();
-        dirs.dedup();
-        for dir in &dirs {
-            watcher
-                .watch(dir, notify::RecursiveMode::NonRecursive)
-                .map_err(|e| TlsError::Watch(format!("{}: {e}", dir.display())))?;
-        }
+    pub(crate) fn watch(self: &Arc<Self>) -> Result<WatchGuard, TlsError> {
         let tls = self.clone();
-        let task = tokio::spawn(async move {
-            while rx.recv().await.is_some() {
-                tokio::time::sleep(RELOAD_SETTLE).await;
-                while rx.try_recv().is_ok() {}
-                let before = tls.current.load_full();
-                match load(&tls.certificate, &tls.key, &tls.provider) {
-                    Ok(loaded) if loaded.cert == before.cert => {}
-                    Ok(loaded) => {
-                        tls.current.store(Arc::new(loaded));
-                        tracing::info!(
-                            certificate = %tls.certificate.display(),
-                            "TLS certificate reloaded; new connections use it"
-                        );
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "TLS certificate not reloaded; keeping the previous one")
-                    }
+        reload::watch_files(&[&self.certificate, &self.key], move || {
+            let before = tls.current.load_full();
+            match load(&tls.certificate, &tls.key, &tls.provider) {
+                Ok(loaded) if loaded.cert == before.cert => {}
+                Ok(loaded) => {
+                    tls.current.store(Arc::new(loaded));
+                    tracing::info!(
+                        certificate = %tls.certificate.display(),
+                        "TLS certificate reloaded; new connections use it"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "TLS certificate not reloaded; keeping the previous one")
                 }
             }
-        });
-        Ok(ReloadGuard {
-            _watcher: watcher,
-            task,
         })
-    }
-}
-
-/// Keeps the certificate reload running; dropping it stops watching.
-pub(crate) struct ReloadGuard {
-    _watcher: notify::RecommendedWatcher,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl std::fmt::Debug for ReloadGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadGuard").finish_non_exhaustive()
-    }
-}
-
-impl Drop for ReloadGuard {
-    fn drop(&mut self) {
-        self.task.abort();
+        .map_err(TlsError::Watch)
     }
 }
 

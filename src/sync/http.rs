@@ -177,7 +177,7 @@ impl HttpSource {
                     .as_deref()
                     .and_then(format_from_content_type)
                     .or_else(|| Format::from_path(std::path::Path::new(self.uri.path())))
-                    .unwrap_or_else(|| sniff(&bytes));
+                    .unwrap_or_else(|| Format::sniff(&bytes));
                 sink.publish(Payload { bytes, format });
                 RefreshResult::Done
             }
@@ -343,14 +343,6 @@ fn format_from_content_type(content_type: &str) -> Option<Format> {
         Some(Format::Json)
     } else {
         None
-    }
-}
-
-/// JSON if the document starts like JSON, else YAML.
-fn sniff(bytes: &[u8]) -> Format {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | Some(b'[') => Format::Json,
-        _ => Format::Yaml,
     }
 }
 

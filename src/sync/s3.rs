@@ -325,7 +325,7 @@ impl S3Source {
                     .location
                     .format()
                     .or_else(|| content_type.as_deref().and_then(format_from_content_type))
-                    .unwrap_or_else(|| sniff(&bytes));
+                    .unwrap_or_else(|| Format::sniff(&bytes));
                 sink.publish(Payload { bytes, format });
                 RefreshResult::Done
             }
@@ -347,14 +347,6 @@ impl S3Source {
                 RefreshResult::Failed(message)
             }
         }
-    }
-}
-
-/// JSON if the document starts like JSON, else YAML.
-fn sniff(bytes: &[u8]) -> Format {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | Some(b'[') => Format::Json,
-        _ => Format::Yaml,
     }
 }
 
@@ -416,8 +408,8 @@ mod tests {
             Some(Format::Json)
         );
         assert_eq!(format_from_content_type("binary/octet-stream"), None);
-        assert_eq!(sniff(b"  {\"flags\":{}}"), Format::Json);
-        assert_eq!(sniff(b"flags: {}"), Format::Yaml);
+        assert_eq!(Format::sniff(b"  {\"flags\":{}}"), Format::Json);
+        assert_eq!(Format::sniff(b"flags: {}"), Format::Yaml);
     }
 
     #[test]
