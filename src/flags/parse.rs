@@ -29,6 +29,23 @@ impl Format {
         }
     }
 
+    /// The format a `Content-Type` names (`None` if it names neither JSON nor YAML).
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence.contains("yaml") {
+            Some(Format::Yaml)
+        } else if essence.contains("json") {
+            Some(Format::Json)
+        } else {
+            None
+        }
+    }
+
     /// JSON if the document starts like JSON, else YAML: for stores that name no format
     /// (an S3 key or URL without an extension, no useful `Content-Type`).
     pub fn sniff(bytes: &[u8]) -> Format {

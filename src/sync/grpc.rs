@@ -128,7 +128,7 @@ impl GrpcSource {
     async fn stream(&mut self, ctx: &mut SourceContext) -> String {
         let channel = match self.endpoint.connect().await {
             Ok(channel) => channel,
-            Err(e) => return format!("connecting to {}: {}", self.target, error_chain(&e)),
+            Err(e) => return format!("connecting to {}: {}", self.target, super::error_chain(&e)),
         };
         // A little room for the message framing around the document.
         let limit = self.max_size.saturating_add(1024);
@@ -167,18 +167,6 @@ impl GrpcSource {
             }
         }
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl Source for GrpcSource {

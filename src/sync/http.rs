@@ -175,7 +175,7 @@ impl HttpSource {
                 sink.fetched();
                 let format = content_type
                     .as_deref()
-                    .and_then(format_from_content_type)
+                    .and_then(Format::from_content_type)
                     .or_else(|| Format::from_path(std::path::Path::new(self.uri.path())))
                     .unwrap_or_else(|| Format::sniff(&bytes));
                 sink.publish(Payload { bytes, format });
@@ -219,7 +219,7 @@ impl HttpSource {
             .client
             .request(request)
             .await
-            .map_err(|e| format!("GET failed: {}", error_chain(&e)))?;
+            .map_err(|e| format!("GET failed: {}", super::error_chain(&e)))?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(Fetch::NotModified);
@@ -255,7 +255,7 @@ impl HttpSource {
                     }
                     .to_string()
                 } else {
-                    format!("reading the body: {}", error_chain(e.as_ref()))
+                    format!("reading the body: {}", super::error_chain(e.as_ref()))
                 }
             })?
             .to_bytes();
@@ -315,35 +315,6 @@ fn client(ca: Option<&std::path::Path>) -> Result<HttpClient, SourceError> {
         .enable_http1()
         .build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Format from a Content-Type header (`None` if it names neither JSON nor YAML).
-fn format_from_content_type(content_type: &str) -> Option<Format> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence.contains("yaml") {
-        Some(Format::Yaml)
-    } else if essence.contains("json") {
-        Some(Format::Json)
-    } else {
-        None
-    }
 }
 
 impl Source for HttpSource {

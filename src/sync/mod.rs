@@ -85,3 +85,16 @@ pub enum SourceError {
         provider: &'static str,
     },
 }
+
+/// An error and its causes on one line, for the logs and `last_error` of the network sources
+/// (hyper and tonic hide the useful part, such as "connection refused", in the causes).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -223,23 +223,6 @@ impl S3Object {
     }
 }
 
-/// Format from a Content-Type header (`None` if it names neither JSON nor YAML).
-fn format_from_content_type(content_type: &str) -> Option<Format> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence.contains("yaml") {
-        Some(Format::Yaml)
-    } else if essence.contains("json") {
-        Some(Format::Json)
-    } else {
-        None
-    }
-}
-
 /// Polls one S3 object and publishes each new version.
 #[derive(Debug)]
 pub struct S3Source {
@@ -324,7 +307,7 @@ impl S3Source {
                 let format = self
                     .location
                     .format()
-                    .or_else(|| content_type.as_deref().and_then(format_from_content_type))
+                    .or_else(|| content_type.as_deref().and_then(Format::from_content_type))
                     .unwrap_or_else(|| Format::sniff(&bytes));
                 sink.publish(Payload { bytes, format });
                 RefreshResult::Done
@@ -400,14 +383,14 @@ mod tests {
     #[test]
     fn formats_from_content_type_and_content() {
         assert_eq!(
-            format_from_content_type("application/x-yaml; charset=utf-8"),
+            Format::from_content_type("application/x-yaml; charset=utf-8"),
             Some(Format::Yaml)
         );
         assert_eq!(
-            format_from_content_type("application/json"),
+            Format::from_content_type("application/json"),
             Some(Format::Json)
         );
-        assert_eq!(format_from_content_type("binary/octet-stream"), None);
+        assert_eq!(Format::from_content_type("binary/octet-stream"), None);
         assert_eq!(Format::sniff(b"  {\"flags\":{}}"), Format::Json);
         assert_eq!(Format::sniff(b"flags: {}"), Format::Yaml);
     }
