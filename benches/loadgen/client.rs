@@ -11,9 +11,13 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsConnector;
 
 /// How a scenario talks to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +237,43 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
     sorted[rank - 1] as f64 / 1e3
 }
 
+/// TLS clients for a server started with `-c/-k`: one per ALPN protocol, so an HTTP/1.1
+/// connection is never offered h2 (the server would choose it).
+#[derive(Clone)]
+pub struct Tls {
+    h2: TlsConnector,
+    h1: TlsConnector,
+}
+
+impl Tls {
+    /// Clients trusting the CA certificate(s) in `ca_pem`.
+    pub fn new(ca_pem: &std::path::Path) -> Result<Tls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_pem)
+            .map_err(|e| format!("{}: {e}", ca_pem.display()))?
+        {
+            let cert = cert.map_err(|e| format!("{}: {e}", ca_pem.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca_pem.display()))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let connector = |alpn: &[u8]| -> Result<TlsConnector, String> {
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(TlsConnector::from(std::sync::Arc::new(config)))
+        };
+        Ok(Tls {
+            h2: connector(b"h2")?,
+            h1: connector(b"http/1.1")?,
+        })
+    }
+}
+
 /// At most this many latencies are kept per run (memory bound).
 const MAX_SAMPLES: usize = 20_000_000;
 
@@ -246,6 +287,7 @@ pub async fn run(
     concurrency: usize,
     duration: Duration,
     warmup: Duration,
+    tls: Option<&Tls>,
 ) -> Result<Stats, String> {
     let start = Instant::now();
     let record_from = start + warmup;
@@ -256,7 +298,7 @@ pub async fn run(
         Transport::Grpc => {
             let mut senders = Vec::new();
             for _ in 0..connections.max(1) {
-                senders.push(h2(addr).await?);
+                senders.push(h2(addr, tls).await?);
             }
             let uri: http::Uri = format!("http://{addr}{}", scenario.path)
                 .parse()
@@ -287,7 +329,7 @@ pub async fn run(
             let uri: http::Uri = scenario.path.parse().map_err(|e| format!("uri: {e}"))?;
             let host = HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?;
             for _ in 0..concurrency {
-                let mut sender = h1(addr).await?;
+                let mut sender = h1(addr, tls).await?;
                 let s = scenario.clone();
                 let uri = uri.clone();
                 let host = host.clone();
@@ -379,38 +421,93 @@ async fn answered(transport: Transport, response: Response<Incoming>) -> bool {
     }
 }
 
-/// An HTTP/2 connection (prior knowledge, as gRPC clients use).
-pub async fn h2(addr: SocketAddr) -> Result<http2::SendRequest<Full<Bytes>>, String> {
+/// A TCP connection to `addr`, wrapped in TLS with `connector` when given.
+async fn open<T>(
+    addr: SocketAddr,
+    connector: Option<&TlsConnector>,
+    then: T,
+) -> Result<T::Output, String>
+where
+    T: Handshake,
+{
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(1 << 22)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    tokio::spawn(connection);
-    Ok(sender)
+    match connector {
+        None => then.over(stream).await,
+        Some(c) => {
+            let name = ServerName::from(addr.ip());
+            let stream = c
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("{addr}: TLS: {e}"))?;
+            then.over(stream).await
+        }
+    }
 }
 
-async fn h1(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>, String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    tokio::spawn(connection);
-    Ok(sender)
+/// An HTTP handshake over any byte stream (plain TCP or TLS).
+trait Handshake {
+    type Output;
+    async fn over<S>(self, io: S) -> Result<Self::Output, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+struct H2;
+struct H1;
+
+impl Handshake for H2 {
+    type Output = http2::SendRequest<Full<Bytes>>;
+    async fn over<S>(self, io: S) -> Result<Self::Output, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(1 << 22)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("h2: {e}"))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+impl Handshake for H1 {
+    type Output = http1::SendRequest<Full<Bytes>>;
+    async fn over<S>(self, io: S) -> Result<Self::Output, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("http/1.1: {e}"))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+/// An HTTP/2 connection (prior knowledge, as gRPC clients use; ALPN h2 over TLS).
+pub async fn h2(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+) -> Result<http2::SendRequest<Full<Bytes>>, String> {
+    open(addr, tls.map(|t| &t.h2), H2).await
+}
+
+async fn h1(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+) -> Result<http1::SendRequest<Full<Bytes>>, String> {
+    open(addr, tls.map(|t| &t.h1), H1).await
 }
 
 /// Whether a gRPC server on `addr` answers ResolveBoolean for `static-bool` with OK.
-pub async fn probe(addr: SocketAddr) -> bool {
+pub async fn probe(addr: SocketAddr, tls: Option<&Tls>) -> bool {
     let attempt = async {
-        let mut sender = h2(addr).await.ok()?;
+        let mut sender = h2(addr, tls).await.ok()?;
         let uri: http::Uri = format!("http://{addr}{V1}ResolveBoolean").parse().ok()?;
         let s = &scenarios()[0];
         let response = sender.send_request(request(s, uri, None)).await.ok()?;

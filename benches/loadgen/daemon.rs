@@ -97,6 +97,7 @@ impl Daemon {
         cpu: Option<&str>,
         document: &str,
         extra: &[&str],
+        tls: Option<&client::Tls>,
     ) -> Result<Daemon, String> {
         let dir = std::env::temp_dir().join(format!(
             "flagpole-loadgen-{}-{}",
@@ -135,7 +136,7 @@ impl Daemon {
         };
         let deadline = started + Duration::from_secs(30);
         loop {
-            if client::probe(daemon.grpc).await {
+            if client::probe(daemon.grpc, tls).await {
                 daemon.ready_after = started.elapsed();
                 return Ok(daemon);
             }
@@ -235,7 +236,7 @@ impl Peer {
         peer.grpc = port("grpc")?;
         peer.http = port("http")?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !client::probe(peer.grpc).await {
+        while !client::probe(peer.grpc, None).await {
             if Instant::now() > deadline {
                 return Err("peer not answering within 10 s".into());
             }

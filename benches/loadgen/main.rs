@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! loadgen load --flagpole BIN [--rounds 2] [--seconds 5] [--connections 4] [--concurrency 32]
-//!              [--server-cpu 0] [--scenarios a,b] [--out FILE]
+//!              [--server-cpu 0] [--scenarios a,b] [--tls PKI_DIR] [--out FILE]
 //! loadgen subscribers --flagpole BIN --kind event|sync [--count 10000] [--server-cpu 0] [--out FILE]
 //! loadgen footprint --flagpole BIN [--server-cpu 0] [--out FILE]
 //! loadgen peer      (the constant-answer servers; prints their ports, runs until killed)
@@ -132,7 +132,32 @@ async fn load(options: &Options) -> Result<Value, String> {
     let wanted: Option<Vec<&str>> = options.text("scenarios").map(|s| s.split(',').collect());
     let duration = Duration::from_secs_f64(seconds);
 
-    let daemon = Daemon::start(binary, cpu, &daemon::load_document(), &[]).await?;
+    // --tls DIR: flagpole serves TLS with DIR/server.pem and DIR/server.key (the files
+    // tests/support/gen-test-certs makes) and is loaded through TLS; the peer stays plaintext,
+    // so the ratio against a plaintext run shows the TLS cost.
+    let tls_dir = options.text("tls").map(std::path::PathBuf::from);
+    let tls = match &tls_dir {
+        Some(dir) => Some(client::Tls::new(&dir.join("ca.pem"))?),
+        None => None,
+    };
+    let tls_args: Vec<String> = match &tls_dir {
+        Some(dir) => vec![
+            "-c".into(),
+            dir.join("server.pem").display().to_string(),
+            "-k".into(),
+            dir.join("server.key").display().to_string(),
+        ],
+        None => Vec::new(),
+    };
+    let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+    let daemon = Daemon::start(
+        binary,
+        cpu,
+        &daemon::load_document(),
+        &tls_args,
+        tls.as_ref(),
+    )
+    .await?;
     let peer = Peer::start(cpu).await?;
     let mut report = serde_json::Map::new();
     for scenario in client::scenarios() {
@@ -163,6 +188,7 @@ async fn load(options: &Options) -> Result<Value, String> {
                     concurrency,
                     duration,
                     Duration::from_millis(500),
+                    if flagpole { tls.as_ref() } else { None },
                 )
                 .await?;
                 eprintln!(
@@ -203,7 +229,7 @@ async fn load(options: &Options) -> Result<Value, String> {
     peer.stop();
     Ok(json!({
         "rounds": rounds, "seconds_per_round": seconds, "connections": connections,
-        "concurrency": concurrency, "server_cpu": cpu, "scenarios": report,
+        "concurrency": concurrency, "server_cpu": cpu, "tls": tls.is_some(), "scenarios": report,
     }))
 }
 
@@ -222,7 +248,7 @@ async fn footprint(options: &Options) -> Result<Value, String> {
     let mut idle = None;
     for run in 0..5 {
         let started = Instant::now();
-        let d = Daemon::start(binary, cpu, &small, &[]).await?;
+        let d = Daemon::start(binary, cpu, &small, &[], None).await?;
         starts.push(d.ready_after.as_secs_f64() * 1e3);
         if run == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -234,7 +260,7 @@ async fn footprint(options: &Options) -> Result<Value, String> {
     let mut large_starts = Vec::new();
     let mut large_memory = None;
     for run in 0..3 {
-        let d = Daemon::start(binary, cpu, &large, &[]).await?;
+        let d = Daemon::start(binary, cpu, &large, &[], None).await?;
         large_starts.push(d.ready_after.as_secs_f64() * 1e3);
         if run == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;

@@ -44,6 +44,7 @@ pub async fn run(options: &Options) -> Result<Value, String> {
         cpu,
         &daemon::load_document(),
         &["--max-open-streams", &limit],
+        None,
     )
     .await?;
     let (addr, path, body) = if event {
@@ -74,7 +75,7 @@ pub async fn run(options: &Options) -> Result<Value, String> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut opened = 0;
     while opened < count {
-        let sender = client::h2(addr).await?;
+        let sender = client::h2(addr, None).await?;
         for _ in 0..per_connection.min(count - opened) {
             let mut sender = sender.clone();
             let request = Request::builder()
