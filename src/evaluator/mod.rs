@@ -3,6 +3,7 @@
 //! [`store`](crate::store) and knows no transport: each protocol under `service` parses its
 //! own request (selector header, context body) and maps the result once at its edge.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
@@ -89,14 +90,18 @@ impl<T> Evaluation<T> {
 pub struct EvaluationError {
     /// flagd's error code.
     pub code: ErrorCode,
-    /// Details for logs.
-    pub message: String,
+    /// Details for logs; borrowed for the fixed messages, so a missing flag allocates none.
+    pub message: Cow<'static, str>,
     /// Metadata for error bodies that carry it (OFREP).
     pub metadata: Metadata,
 }
 
 impl EvaluationError {
-    fn new(code: ErrorCode, message: impl Into<String>, metadata: Metadata) -> EvaluationError {
+    fn new(
+        code: ErrorCode,
+        message: impl Into<Cow<'static, str>>,
+        metadata: Metadata,
+    ) -> EvaluationError {
         EvaluationError {
             code,
             message: message.into(),
