@@ -246,6 +246,6 @@ mod tests {
         assert_eq!(frame[0], TRAILERS);
         let text = std::str::from_utf8(&frame[5..]).unwrap();
         assert!(text.contains("grpc-status:5\r\n"), "{text}");
-        assert!(text.contains("grpc-message:flag x\r\n"), "{text}");
+        assert!(text.contains("grpc-message:flag%20x\r\n"), "{text}");
     }
 }
