@@ -3,17 +3,23 @@
 //! whose only source is `grpc://<upstream sync port>`. A change at the top reaches every
 //! downstream (the propagation time is printed, not asserted); with the upstream stopped the
 //! downstreams keep serving, and once it is back on the same port they reconnect and catch up.
+//! `grpcs://`: the upstream serves its sync port over TLS with a test certificate, the
+//! downstream trusts the test CA through `certPath`; a certificate from another CA is refused
+//! with a clear error while the last good snapshot stays.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flagpole::config::Settings;
 use flagpole::daemon::{self, DaemonError, Listeners};
 use flagpole::service::proto::evaluation_v1 as v1;
-use flagpole::sync::{parse_sources_json, parse_uri};
+use flagpole::store::{Selector, Store};
+use flagpole::sync::{parse_sources_json, parse_uri, Supervisor};
+use support::tls::TestPki;
 use support::{eventually, file_source, replace_by_rename, TestDaemon};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -36,8 +42,15 @@ struct Upstream {
 
 impl Upstream {
     async fn start(file: &Path, sync: SocketAddr) -> Upstream {
+        Upstream::start_tls(file, sync, None).await
+    }
+
+    /// Like [`Upstream::start`], serving TLS with the server certificate of `pki` if given.
+    async fn start_tls(file: &Path, sync: SocketAddr, pki: Option<&TestPki>) -> Upstream {
         let settings = Settings {
             sources: vec![file_source(file)],
+            server_cert_path: pki.map(TestPki::cert),
+            server_key_path: pki.map(TestPki::key),
             ..Settings::default()
         };
         let sync = TcpListener::bind(sync).await.expect("bind the sync port");
@@ -236,5 +249,82 @@ async fn downstreams_keep_serving_while_the_upstream_is_down_and_catch_up_after(
     for daemon in downstreams {
         daemon.stop().await.unwrap();
     }
+    upstream.stop().await;
+}
+
+/// The upstream's sync port over TLS trusting `ca`, as flagd documents it (`tls`, `certPath`).
+fn grpcs_sources(upstream: SocketAddr, ca: &Path) -> String {
+    format!(
+        r#"[{{"uri":"127.0.0.1:{}","provider":"grpc","tls":true,"certPath":"{}"}}]"#,
+        upstream.port(),
+        ca.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpcs_with_the_ca_from_cert_path_serves_the_upstreams_flags() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let file = flag_file(dir.path());
+    let upstream = Upstream::start_tls(&file, "127.0.0.1:0".parse().unwrap(), Some(&pki)).await;
+    let sources = grpcs_sources(upstream.sync, &pki.ca());
+    let downstream = TestDaemon::with_files(&[])
+        .start(|settings: &mut Settings, _| {
+            settings.sources = parse_sources_json(&sources).unwrap();
+        })
+        .await;
+    assert_eq!(value(&downstream).await.as_deref(), Some("A"));
+    replace_by_rename(&file, &document("b"));
+    reached(std::slice::from_ref(&downstream), "B", Instant::now()).await;
+    downstream.stop().await.unwrap();
+    upstream.stop().await;
+}
+
+fn default_variant(store: &Store) -> Option<String> {
+    store
+        .snapshot()
+        .get("f", &Selector::All)
+        .and_then(|f| f.flag.default_variant.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpcs_refuses_a_certificate_from_another_ca_and_keeps_the_last_good_snapshot() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let file = flag_file(dir.path());
+    let upstream = Upstream::start_tls(&file, "127.0.0.1:0".parse().unwrap(), Some(&pki)).await;
+    let sync = upstream.sync;
+    let config = parse_sources_json(&grpcs_sources(sync, &pki.ca()))
+        .unwrap()
+        .remove(0);
+    let store = Arc::new(Store::new());
+    let supervisor = Supervisor::start(&[config], store.clone()).unwrap();
+    let (store_ref, supervisor_ref) = (&store, &supervisor);
+    eventually("the first snapshot over TLS", || async move {
+        default_variant(store_ref).as_deref() == Some("a")
+    })
+    .await;
+
+    // The upstream comes back on the same port with a certificate of an unrelated CA.
+    upstream.stop().await;
+    let other = TestPki::generate();
+    replace_by_rename(&file, &document("b"));
+    let upstream = Upstream::start_tls(&file, sync, Some(&other)).await;
+    eventually("a refused handshake", || async move {
+        let stats = supervisor_ref.stats().remove(0);
+        stats
+            .last_error
+            .is_some_and(|e| e.to_lowercase().contains("certificate"))
+    })
+    .await;
+    let stats = supervisor.stats().remove(0);
+    println!("refused: {:?}", stats.last_error);
+    assert_eq!(
+        default_variant(&store).as_deref(),
+        Some("a"),
+        "last good kept"
+    );
+    assert_eq!(stats.applied, 1, "{stats:?}");
+    supervisor.shutdown().await;
     upstream.stop().await;
 }

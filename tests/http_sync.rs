@@ -1,14 +1,17 @@
 //! The `http` provider against a real HTTP/1.1 server on loopback, written here on a bare
 //! socket so it can misbehave on purpose: ETags and 304s (counted), the `Authorization`
 //! header, 5xx answers, answers slower than `timeoutS`, and bodies cut short of their
-//! `Content-Length`. Every failure keeps the last good configuration.
+//! `Content-Length`, documents above `--max-document-size` (announced, or streamed without
+//! end and no length). Every failure keeps the last good configuration.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flagpole::store::{Selector, Store};
-use flagpole::sync::{parse_sources_json, parse_uri, SourceConfig, SourceStats, Supervisor};
+use flagpole::sync::{
+    parse_sources_json, parse_uri, SourceConfig, SourceStats, Supervisor, SyncConfig,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -35,6 +38,8 @@ enum Mode {
     Slow(Duration),
     /// Announces more bytes than it sends, then closes.
     Truncated,
+    /// Sends a 200 without a length and then bytes until the client goes away.
+    Endless,
 }
 
 #[derive(Debug)]
@@ -46,6 +51,8 @@ struct State {
     required_auth: Option<String>,
     /// The headers of every request received, lower-cased names.
     requests: Vec<Vec<(String, String)>>,
+    /// Body bytes written by `Endless` answers that the client cut off.
+    endless_sent: Vec<usize>,
 }
 
 #[derive(Clone)]
@@ -70,6 +77,7 @@ impl Server {
                 mode: Mode::Normal,
                 required_auth: None,
                 requests: Vec::new(),
+                endless_sent: Vec::new(),
             })),
         };
         let state = server.state.clone();
@@ -151,6 +159,20 @@ async fn answer(mut socket: impl AsyncRead + AsyncWrite + Unpin, state: Arc<Mute
     };
     if let Mode::Slow(delay) = mode {
         tokio::time::sleep(delay).await;
+    }
+    if mode == Mode::Endless {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0usize;
+        // Stops when the client closes; the cap only guards against a client that never does.
+        while sent < (1 << 30) && socket.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+        state.lock().unwrap().endless_sent.push(sent);
+        return;
     }
     let response = if required.is_some() && header(&headers, "authorization") != required.as_deref()
     {
@@ -405,5 +427,77 @@ async fn https_with_a_private_ca_from_cert_path() {
     })
     .await;
     assert_eq!(default_variant(&store), None);
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
+async fn documents_above_max_document_size_are_refused_without_reading_them_whole() {
+    const LIMIT: usize = 4096;
+    let server = Server::start(&document("a")).await;
+    let config = SyncConfig {
+        max_document_size: LIMIT,
+        ..SyncConfig::sources(&[fast(&server.url())])
+    };
+    let store = Arc::new(Store::new());
+    let supervisor = Supervisor::from_config(config, store.clone()).unwrap();
+    eventually("the small document", || {
+        default_variant(&store).as_deref() == Some("a")
+    })
+    .await;
+
+    // A valid document, just too large (announced with its Content-Length).
+    let padding = "x".repeat(2 * LIMIT);
+    let big = format!(
+        r#"{{"metadata":{{"padding":"{padding}"}},"flags":{{"f":{{"state":"ENABLED","variants":{{"a":"A","b":"B"}},"defaultVariant":"b"}}}}}}"#
+    );
+    server.set(&big, "\"big\"");
+    eventually("a refused document", || {
+        stats(&supervisor)
+            .last_error
+            .is_some_and(|e| e.contains("--max-document-size"))
+    })
+    .await;
+    let s = stats(&supervisor);
+    println!("refused: {:?}", s.last_error);
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap()
+            .contains(&LIMIT.to_string()),
+        "{s:?}"
+    );
+    assert_eq!(
+        default_variant(&store).as_deref(),
+        Some("a"),
+        "last good kept"
+    );
+    assert_eq!(s.applied, 1, "{s:?}");
+
+    // No length at all and no end: the source stops reading at the limit and hangs up.
+    server.with(|s| {
+        s.mode = Mode::Endless;
+        s.etag = "\"endless\"".into();
+    });
+    eventually("two cut-off answers", || {
+        server.with(|s| s.endless_sent.len() >= 2)
+    })
+    .await;
+    let sent = server.with(|s| s.endless_sent.clone());
+    println!("bytes written before the source hung up: {sent:?}");
+    // The client read at most LIMIT bytes; the rest is what the socket buffers held.
+    assert!(sent.iter().all(|&n| n < 16 << 20), "{sent:?}");
+    let s = stats(&supervisor);
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("--max-document-size")),
+        "{s:?}"
+    );
+    assert_eq!(
+        default_variant(&store).as_deref(),
+        Some("a"),
+        "last good kept"
+    );
+    assert_eq!(s.applied, 1, "{s:?}");
     supervisor.shutdown().await;
 }

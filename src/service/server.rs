@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -139,17 +140,26 @@ impl EvaluationServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let evaluator = &service;
+        // gzip both ways as grpc-go/grpc-java clients use it: requests may be compressed
+        // (inflated within `limit`, tonic refuses past it with RESOURCE_EXHAUSTED), responses
+        // are compressed only for a client that sent `grpc-accept-encoding: gzip`.
         let routes = Routes::new(
             evaluation_v1::service_server::ServiceServer::new(V1(evaluator.clone()))
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(limit)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             evaluation_v2::service_server::ServiceServer::new(V2(evaluator.clone()))
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(limit)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(
             schema_v1::service_server::ServiceServer::new(SchemaV1(evaluator.clone()))
-                .max_decoding_message_size(limit),
+                .max_decoding_message_size(limit)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

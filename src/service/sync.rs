@@ -223,7 +223,12 @@ impl SyncServer {
                 auth::grpc_refusal,
                 auth::nothing_open,
             ))
-            .add_service(FlagSyncServiceServer::new(service))
+            .add_service(
+                // gzip as grpc-go/grpc-java clients use it; responses only when accepted.
+                FlagSyncServiceServer::new(service)
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 

@@ -1,10 +1,11 @@
-//! Connect streaming envelopes: one flags byte, a 4-byte big-endian length, the payload.
+//! Connect streaming envelopes (and gRPC's length-prefixed messages, the same layout): one
+//! flags byte, a 4-byte big-endian length, the payload.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tonic::Status;
 
-/// Flag of a compressed message (compression is not supported).
-const COMPRESSED: u8 = 0x01;
+/// Flag of a compressed message.
+pub(super) const COMPRESSED: u8 = 0x01;
 /// Flag of the end-of-stream message.
 pub(super) const END_STREAM: u8 = 0x02;
 /// Length of the envelope prefix.
@@ -20,9 +21,22 @@ pub(super) fn frame(flags: u8, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// The payload of the single request message of a server-streaming call; an empty body is
-/// taken as an empty message (the evaluation stream requests carry no fields anyway).
-pub(super) fn single_message(body: &[u8]) -> Result<Option<&[u8]>, Status> {
+/// One message envelope around `payload`, gzip-compressed when `gzip`.
+pub(super) fn message(payload: &[u8], gzip: bool) -> Bytes {
+    if gzip {
+        frame(COMPRESSED, &super::compression::gzip(payload))
+    } else {
+        frame(0, payload)
+    }
+}
+
+/// The payload of the single request message of a call, and whether it is compressed
+/// (allowed only when `compressed` says the request declared an encoding); an empty body is
+/// `None` (the evaluation stream requests carry no fields anyway).
+pub(super) fn single_message(
+    body: &[u8],
+    compressed: bool,
+) -> Result<Option<(bool, &[u8])>, Status> {
     if body.is_empty() {
         return Ok(None);
     }
@@ -33,12 +47,12 @@ pub(super) fn single_message(body: &[u8]) -> Result<Option<&[u8]>, Status> {
     };
     let flags = prefix[0];
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-    if flags & COMPRESSED != 0 {
+    if flags == COMPRESSED && !compressed {
         return Err(Status::invalid_argument(
-            "protocol error: received compressed message without Connect-Content-Encoding",
+            "protocol error: received compressed message without a content encoding",
         ));
     }
-    if flags != 0 {
+    if flags & !COMPRESSED != 0 {
         return Err(Status::invalid_argument(format!(
             "protocol error: invalid envelope flags {flags}"
         )));
@@ -53,7 +67,7 @@ pub(super) fn single_message(body: &[u8]) -> Result<Option<&[u8]>, Status> {
             "protocol error: server-streaming request has more than one message",
         ));
     }
-    Ok(Some(rest))
+    Ok(Some((flags == COMPRESSED, rest)))
 }
 
 #[cfg(test)]
@@ -65,13 +79,19 @@ mod tests {
     fn frames_round_trip() {
         let framed = frame(0, b"{}");
         assert_eq!(&framed[..], b"\x00\x00\x00\x00\x02{}");
-        assert_eq!(single_message(&framed).unwrap(), Some(&b"{}"[..]));
+        assert_eq!(
+            single_message(&framed, false).unwrap(),
+            Some((false, &b"{}"[..]))
+        );
+        let packed = message(b"{}", true);
+        assert_eq!(packed[0], COMPRESSED);
+        assert!(single_message(&packed, true).unwrap().unwrap().0);
         assert_eq!(frame(END_STREAM, b"")[0], END_STREAM);
     }
 
     #[test]
     fn rejects_broken_envelopes() {
-        assert_eq!(single_message(b"").unwrap(), None);
+        assert_eq!(single_message(b"", true).unwrap(), None);
         for bad in [
             &b"\x00\x00"[..],
             b"\x00\x00\x00\x00\x05{}",
@@ -79,7 +99,7 @@ mod tests {
             b"\x00\x00\x00\x00\x02{}\x00",
         ] {
             assert_eq!(
-                single_message(bad).unwrap_err().code(),
+                single_message(bad, false).unwrap_err().code(),
                 Code::InvalidArgument
             );
         }

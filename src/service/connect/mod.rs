@@ -8,11 +8,18 @@
 //!
 //! Supported: unary POST with `application/json` (optionally `; charset=utf-8`) or
 //! `application/proto`, server streaming (EventStream) with `application/connect+json` or
-//! `application/connect+proto`. Not supported: compression (identity only), GET requests
-//! (flagd's procedures are not idempotent either, so 405 as in flagd), `Connect-Timeout-Ms`.
+//! `application/connect+proto`; gzip both ways (`Content-Encoding` / `Accept-Encoding` for
+//! unary, `Connect-Content-Encoding` / `Connect-Accept-Encoding` for streams). Not
+//! supported: GET requests (flagd's procedures are not idempotent either, so 405 as in
+//! flagd), `Connect-Timeout-Ms`.
+//!
+//! `application/grpc+json` and `application/grpc-web+json` are answered here too ([`grpc`]):
+//! the gRPC framing around the same protojson messages.
 
+mod compression;
 mod envelope;
 mod error;
+mod grpc;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,7 +27,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, Either};
-use futures_util::stream::{self, Stream, StreamExt as _};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt as _};
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
@@ -38,6 +45,7 @@ use super::protojson::{FromJson, ToJson};
 use super::schema_v1::SchemaV1;
 use super::v1::V1;
 use super::v2::V2;
+use compression::Encoding;
 
 /// Adds Connect to the evaluation services it wraps.
 #[derive(Debug, Clone)]
@@ -92,6 +100,13 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if let Some(framing) = grpc::json_framing(request.headers()) {
+            let evaluator = self.evaluator.clone();
+            let limit = self.max_request_body;
+            return Either::Right(Box::pin(async move {
+                Ok(grpc::handle(evaluator, limit, framing, request).await)
+            }));
+        }
         if is_grpc(request.headers()) {
             return Either::Left(self.inner.call(request));
         }
@@ -255,37 +270,97 @@ async fn handle(
     };
 
     let (parts, body) = request.into_parts();
-    let encoding = if streaming {
-        "connect-content-encoding"
+    let (encoding, accept) = if streaming {
+        ("connect-content-encoding", "connect-accept-encoding")
     } else {
-        "content-encoding"
+        ("content-encoding", "accept-encoding")
     };
-    let body = match unsupported_encoding(&parts.headers, encoding) {
-        Some(status) => Err(status),
-        None => read_body(body, &parts.headers, limit).await,
+    let gzip_out = compression::accepts_gzip(&parts.headers, accept);
+    let body = match Encoding::of(&parts.headers, encoding) {
+        Ok(encoding) => read_body(body, &parts.headers, limit)
+            .await
+            .map(|body| (encoding, body)),
+        Err(status) => Err(status),
     };
     if streaming {
-        let payload = body.and_then(|body| {
-            envelope::single_message(&body).map(|message| message.map(Bytes::copy_from_slice))
+        let payload = body.and_then(|(encoding, body)| {
+            match envelope::single_message(&body, encoding == Encoding::Gzip)? {
+                Some((compressed, message)) => {
+                    let message = body.slice_ref(message);
+                    let message = if compressed {
+                        encoding.decode(message, limit)?
+                    } else {
+                        message
+                    };
+                    Ok(Some(message))
+                }
+                None => Ok(None),
+            }
         });
-        event_stream(evaluator, version, codec, parts, payload).await
+        let messages = event_stream(evaluator, version, codec, parts, payload).await;
+        connect_stream(codec, messages, gzip_out)
     } else {
-        match body {
-            Ok(body) => unary(evaluator, version, rpc, codec, parts, body).await,
+        let body = body.and_then(|(encoding, body)| encoding.decode(body, limit));
+        let result = match body {
+            Ok(body) => unary(evaluator, version, rpc, codec, parts, &body).await,
+            Err(status) => Err(status),
+        };
+        match result {
+            Ok(message) => connect_unary(codec, message, gzip_out),
             Err(status) => error::unary_response(&status),
         }
     }
 }
 
-/// Only the identity encoding is supported.
-fn unsupported_encoding(headers: &HeaderMap, name: &str) -> Option<Status> {
-    let value = headers.get(name)?;
-    let value = value.to_str().unwrap_or("?");
-    (!value.eq_ignore_ascii_case("identity")).then(|| {
-        Status::unimplemented(format!(
-            "unknown compression \"{value}\": supported encodings are identity"
-        ))
-    })
+/// A successful unary Connect response, gzip-compressed when the client accepts it.
+fn connect_unary(codec: Codec, message: Vec<u8>, gzip_out: bool) -> Response<Body> {
+    let message = if gzip_out {
+        compression::gzip(&message)
+    } else {
+        message
+    };
+    let mut response = Response::new(Body::new(Full::new(Bytes::from(message))));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(codec.content_type(false)),
+    );
+    if gzip_out {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(compression::GZIP),
+        );
+    }
+    response
+}
+
+/// A Connect streaming response: the messages in envelopes (compressed when the client
+/// accepts gzip) and the end-of-stream message; errors travel in that message (HTTP 200).
+fn connect_stream(
+    codec: Codec,
+    messages: Result<Messages, Status>,
+    gzip_out: bool,
+) -> Response<Body> {
+    let body = match messages {
+        Ok(messages) => Body::new(StreamBody::new(enveloped(messages, gzip_out))),
+        Err(status) => {
+            let end = envelope::frame(envelope::END_STREAM, &error::end_stream_json(Some(&status)));
+            Body::new(Full::new(end))
+        }
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(codec.content_type(true)),
+    );
+    if gzip_out {
+        headers.insert(
+            "connect-content-encoding",
+            HeaderValue::from_static(compression::GZIP),
+        );
+    }
+    response
 }
 
 /// The whole request body, refused with RESOURCE_EXHAUSTED beyond `limit` (0 = no limit).
@@ -323,18 +398,21 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
-/// Dispatches a unary call to the adapter of its version.
+/// Encoded response messages of a stream, or the status that ends it.
+type Messages = BoxStream<'static, Result<Vec<u8>, Status>>;
+
+/// Dispatches a unary call to the adapter of its version; the encoded response.
 async fn unary(
     evaluator: Arc<EvaluationService>,
     version: Version,
     rpc: Rpc,
     codec: Codec,
     parts: Parts,
-    body: Bytes,
-) -> Response<Body> {
+    body: &[u8],
+) -> Result<Vec<u8>, Status> {
     macro_rules! call {
         ($adapter:ident, $method:ident) => {
-            call_unary(codec, parts, &body, |request| async move {
+            call_unary(codec, parts, body, |request| async move {
                 $adapter(evaluator).$method(request).await
             })
             .await
@@ -360,45 +438,32 @@ async fn unary(
         (Version::SchemaV1, Rpc::ResolveAll) => call!(SchemaV1, resolve_all),
         // `procedure` never pairs v2 with ResolveAll; EventStream is streamed.
         (Version::V2, Rpc::ResolveAll) | (_, Rpc::EventStream) => {
-            plain(StatusCode::NOT_FOUND, "404 page not found\n")
+            Err(Status::unimplemented("not a unary procedure"))
         }
     }
 }
 
-/// Decodes the request, runs `call`, encodes its response or error.
+/// Decodes the request, runs `call`, encodes its response.
 async fn call_unary<Req, Resp, F, Fut>(
     codec: Codec,
     parts: Parts,
     body: &[u8],
     call: F,
-) -> Response<Body>
+) -> Result<Vec<u8>, Status>
 where
     Req: prost::Message + Default + FromJson,
     Resp: prost::Message + ToJson,
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let message = match codec.decode::<Req>(body) {
-        Ok(message) => message,
-        Err(status) => return error::unary_response(&status),
-    };
+    let message = codec.decode::<Req>(body)?;
     let request = tonic::Request::from_parts(
         MetadataMap::from_headers(parts.headers),
         parts.extensions,
         message,
     );
-    match call(request).await {
-        Ok(response) => {
-            let bytes = codec.encode(response.get_ref());
-            let mut response = Response::new(Body::new(Full::new(Bytes::from(bytes))));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(codec.content_type(false)),
-            );
-            response
-        }
-        Err(status) => error::unary_response(&status),
-    }
+    let response = call(request).await?;
+    Ok(codec.encode(response.get_ref()))
 }
 
 /// Opens an EventStream through the adapter of its version.
@@ -408,7 +473,7 @@ async fn event_stream(
     codec: Codec,
     parts: Parts,
     payload: Result<Option<Bytes>, Status>,
-) -> Response<Body> {
+) -> Result<Messages, Status> {
     macro_rules! call {
         ($adapter:ident) => {
             call_stream(codec, parts, payload, |request| async move {
@@ -424,14 +489,13 @@ async fn event_stream(
     }
 }
 
-/// Decodes the request message, runs `call`, streams its messages in envelopes and ends
-/// with the end-of-stream message; errors travel in that message (HTTP status 200).
+/// Decodes the request message, runs `call`; its messages, encoded.
 async fn call_stream<Req, Resp, St, F, Fut>(
     codec: Codec,
     parts: Parts,
     payload: Result<Option<Bytes>, Status>,
     call: F,
-) -> Response<Body>
+) -> Result<Messages, Status>
 where
     Req: prost::Message + Default + FromJson,
     Resp: prost::Message + ToJson + Send + 'static,
@@ -439,49 +503,31 @@ where
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<St>, Status>>,
 {
-    let message = payload.and_then(|payload| match payload {
-        Some(payload) => codec.decode::<Req>(&payload),
-        None => Ok(Req::default()),
-    });
-    let result = match message {
-        Ok(message) => {
-            let request = tonic::Request::from_parts(
-                MetadataMap::from_headers(parts.headers),
-                parts.extensions,
-                message,
-            );
-            call(request).await.map(tonic::Response::into_inner)
-        }
-        Err(status) => Err(status),
+    let message = match payload? {
+        Some(payload) => codec.decode::<Req>(&payload)?,
+        None => Req::default(),
     };
-    let body = match result {
-        Ok(messages) => Body::new(StreamBody::new(enveloped(codec, messages))),
-        Err(status) => {
-            let end = envelope::frame(envelope::END_STREAM, &error::end_stream_json(Some(&status)));
-            Body::new(Full::new(end))
-        }
-    };
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(codec.content_type(true)),
+    let request = tonic::Request::from_parts(
+        MetadataMap::from_headers(parts.headers),
+        parts.extensions,
+        message,
     );
-    response
+    let messages = call(request).await?.into_inner();
+    Ok(messages
+        .map(move |message| message.map(|message| codec.encode(&message)))
+        .boxed())
 }
 
-/// The messages of `stream` in envelopes, then the end-of-stream message.
-fn enveloped<Resp, St>(
-    codec: Codec,
-    messages: St,
-) -> impl Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send + 'static
-where
-    Resp: prost::Message + ToJson + Send + 'static,
-    St: Stream<Item = Result<Resp, Status>> + Unpin + Send + 'static,
-{
+/// The messages in envelopes (gzip-compressed when `gzip_out`), then the end-of-stream
+/// message.
+fn enveloped(
+    messages: Messages,
+    gzip_out: bool,
+) -> impl Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>> + Send + 'static {
     stream::unfold(Some(messages), move |state| async move {
         let mut messages = state?;
         let (frame, next) = match messages.next().await {
-            Some(Ok(message)) => (envelope::frame(0, &codec.encode(&message)), Some(messages)),
+            Some(Ok(message)) => (envelope::message(&message, gzip_out), Some(messages)),
             Some(Err(status)) => (
                 envelope::frame(envelope::END_STREAM, &error::end_stream_json(Some(&status))),
                 None,
@@ -549,16 +595,5 @@ mod tests {
         assert!(is_grpc(&headers("application/grpc-web+proto")));
         assert!(!is_grpc(&headers("application/json")));
         assert!(!is_grpc(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn only_identity_encoding_is_accepted() {
-        let mut h = HeaderMap::new();
-        assert!(unsupported_encoding(&h, "content-encoding").is_none());
-        h.insert("content-encoding", "identity".parse().unwrap());
-        assert!(unsupported_encoding(&h, "content-encoding").is_none());
-        h.insert("content-encoding", "gzip".parse().unwrap());
-        let status = unsupported_encoding(&h, "content-encoding").unwrap();
-        assert_eq!(status.code(), tonic::Code::Unimplemented);
     }
 }
