@@ -1,7 +1,7 @@
 //! The large hostile-client suite (issue 11, point 6) against the real binary on loopback,
 //! so that its resident memory can be read from `/proc`: one connection opening 100 000
-//! streams, 10 000 EventStreams that never read, slowloris on every HTTP/1.1 port, 5 000
-//! silent TCP connections, request bodies that never finish, 100 SyncFlags streams that never
+//! streams, 10 000 EventStreams that never read, slowloris on every HTTP/1.1 port and at the
+//! HTTP/2 level on 8013, 8014 and 8015, 5 000 silent TCP connections, request bodies that never finish, 100 SyncFlags streams that never
 //! read. For each, while the attack
 //! runs the daemon stays under [`RSS_BOUND`] and an honest client is answered within
 //! [`LATENCY_BOUND`]; after the attackers leave it is answered again. Both bounds are
@@ -217,6 +217,7 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
@@ -484,6 +485,110 @@ async fn slowloris_on_every_http1_port() {
         );
     }
     daemon.assert_recovered("slowloris").await;
+}
+
+/// An HTTP/2 client that does everything right (preface, SETTINGS, acknowledges the server's
+/// SETTINGS, answers PINGs) except send a request: with `trickle`, it sends the HEADERS frame
+/// of an EventStream call one byte every 100 ms (the whole frame would take about 30 s);
+/// without, nothing at all. Whether the server closes the connection within `patience`.
+async fn h2_slowloris(addr: SocketAddr, trickle: bool, patience: Duration) -> bool {
+    let conn = h2_connect(addr, None).await;
+    let (mut read, mut write) = conn.into_split();
+    let (replies_tx, mut replies) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let closed = async move {
+        while let Some((kind, flags, _, payload)) = read_frame(&mut read).await {
+            if let Some(ack) = ack_settings(kind, flags) {
+                let _ = replies_tx.send(ack);
+            }
+            if kind == PING && flags & 1 == 0 {
+                let _ = replies_tx.send(frame(PING, 1, 0, &payload));
+            }
+        }
+    };
+    let attack = async move {
+        let mut block = grpc_headers("/flagd.evaluation.v1.Service/EventStream");
+        literal(&mut block, "x-slow", &"a".repeat(250));
+        let head = frame(HEADERS, END_HEADERS, 1, &block);
+        // The server's SETTINGS, acknowledged before anything else.
+        if let Some(ack) = replies.recv().await {
+            if write.write_all(&ack).await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        let mut next = 0;
+        loop {
+            // Replies go between frames, never inside the one being trickled.
+            if next == 0 || next == head.len() {
+                while let Ok(reply) = replies.try_recv() {
+                    if write.write_all(&reply).await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            }
+            if trickle && next < head.len() {
+                if write.write_all(&head[next..=next]).await.is_err() {
+                    return std::future::pending().await;
+                }
+                next += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(patience, async {
+        tokio::select! {
+            () = closed => {}
+            () = attack => {}
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_slowloris_on_8013_8014_8015() {
+    const PER_KIND: usize = 20;
+    // The HTTP/2 keep-alive PING (30 s) never fires within the test's patience, and the
+    // attacker would answer it anyway: only the first-request deadline can close these.
+    let daemon = Daemon::start(&["--header-read-timeout", "1s"]).await;
+    let ports = [
+        ("8013", daemon.evaluation),
+        ("8014", daemon.management),
+        ("8015", daemon.sync),
+    ];
+    let mut attackers = JoinSet::new();
+    for (port, addr) in ports {
+        for n in 0..2 * PER_KIND {
+            let trickle = n % 2 == 0;
+            attackers.spawn(async move {
+                let closed = h2_slowloris(addr, trickle, Duration::from_secs(10)).await;
+                (port, trickle, closed)
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon
+        .assert_bounds("HTTP/2 slowloris on 8013, 8014, 8015")
+        .await;
+    let mut closed = 0;
+    while let Some(result) = attackers.join_next().await {
+        let (port, trickle, was_closed) = result.unwrap();
+        let kind = if trickle {
+            "trickling a HEADERS frame"
+        } else {
+            "silent after the preface"
+        };
+        assert!(
+            was_closed,
+            "an HTTP/2 client {kind} on {port} was not disconnected within 10 s \
+             (header-read timeout 1 s)"
+        );
+        closed += 1;
+    }
+    println!(
+        "{closed} of {} HTTP/2 slowloris connections closed",
+        6 * PER_KIND
+    );
+    daemon.assert_recovered("HTTP/2 slowloris").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -318,6 +318,63 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     assert!(message.contains("--client-ca-path needs"), "{message}");
 }
 
+#[tokio::test]
+async fn a_replaced_client_ca_bundle_applies_to_new_connections() {
+    let server = TestPki::generate();
+    let (a, b) = (TestPki::generate(), TestPki::generate());
+    // The bundle in a directory of its own, as a mounted secret would be.
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir.path().join("clients.pem");
+    std::fs::copy(a.ca(), &bundle).unwrap();
+    let (cert, key, ca) = (server.cert(), server.key(), bundle.clone());
+    let daemon = TestDaemon::full(&[("flags.json", FLAGS)])
+        .start(move |settings, _| {
+            settings.server_cert_path = Some(cert);
+            settings.server_key_path = Some(key);
+            settings.client_ca_path = Some(ca);
+        })
+        .await;
+    let addr = daemon.evaluation;
+    let resolve = |identity| resolve_with(addr, server.ca(), Some(identity));
+    assert_eq!(resolve(a.client()).await, Ok(true));
+    assert!(resolve(b.client()).await.is_err(), "B is not trusted yet");
+
+    // An open connection authenticated by A survives the change.
+    let channel = tls::grpc_channel_with_identity(addr, &server.ca(), Some(a.client()))
+        .await
+        .expect("A's channel");
+    let mut open = v1::service_client::ServiceClient::new(channel);
+    open.resolve_boolean(bool_request()).await.expect("resolve");
+
+    support::replace_by_rename(&bundle, &std::fs::read_to_string(b.ca()).unwrap());
+    eventually("B's client accepted after the bundle changed", || async {
+        resolve(b.client()).await == Ok(true)
+    })
+    .await;
+    assert!(
+        resolve(a.client()).await.is_err(),
+        "A's client must be refused on a new connection"
+    );
+    let reply = open.resolve_boolean(bool_request()).await;
+    assert!(reply.is_ok(), "the open connection was dropped: {reply:?}");
+
+    // An invalid bundle is ignored. To know that a reload has read it, the server certificate
+    // is replaced after it: once new handshakes present the new certificate, a reload has
+    // run since the bundle was written (one watcher reloads both).
+    support::replace_by_rename(&bundle, "not a certificate bundle");
+    TestPki::generate_into(server.dir.path());
+    eventually("the new server certificate served", || async {
+        tls::connect(addr, &server.ca(), &[b"h2"]).await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        resolve(b.client()).await,
+        Ok(true),
+        "B must stay trusted after an invalid bundle"
+    );
+    assert!(resolve(a.client()).await.is_err(), "A must stay refused");
+}
+
 async fn resolve_with(
     addr: std::net::SocketAddr,
     ca: std::path::PathBuf,

@@ -3,11 +3,15 @@
 //! [`incoming`] accepts on a TCP or unix socket and yields [`Conn`]s: plain once the client
 //! has sent its first byte, or TLS after the handshake; either runs in its own task under
 //! [`HANDSHAKE_TIMEOUT`], so a client that opens a connection and says nothing is closed and
-//! never blocks the loop. When accepting fails for lack of
+//! never blocks the loop. A connection that then sends no complete HTTP/2 request head within
+//! `first_request_timeout` is closed ([`FirstRequest`]): HTTP/2's slowloris (a preface, then
+//! nothing or a HEADERS frame a byte at a time), which hyper's HTTP/1.1 header timeout does
+//! not see. When accepting fails for lack of
 //! resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop backs off (10 ms doubling to 1 s)
 //! instead of retrying at once and spinning a core; it ends, closing the socket, as soon as
 //! the server stops taking connections.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,11 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 
 use super::limits::TimedBody;
+use super::tls::TlsAcceptor;
 
 /// Longest time a TLS handshake may take, or a plaintext client may stay silent after
 /// connecting, before the connection is closed.
@@ -127,13 +131,139 @@ impl Plain {
     }
 }
 
-/// An accepted connection, plain or TLS.
+/// An accepted connection, plain or TLS, closed if it sends no request in time.
 #[derive(Debug)]
-pub(crate) enum Conn {
+pub(crate) struct Conn {
+    transport: Transport,
+    /// Until the first HTTP/2 request head (or the first byte of HTTP/1.1) arrives.
+    first_request: Option<FirstRequest>,
+}
+
+/// What a [`Conn`] reads and writes.
+#[derive(Debug)]
+enum Transport {
     /// No TLS.
     Plain(Plain),
     /// TLS over a socket, handshake done.
     Tls(Box<TlsStream<Plain>>),
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_HEADERS: u8 = 0x1;
+const H2_CONTINUATION: u8 = 0x9;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// The deadline of a connection's first request head. hyper bounds an HTTP/1.1 head
+/// (`header_read_timeout`) but HTTP/2 has no such timer: a client may send the preface and
+/// SETTINGS, answer every PING, and then send nothing or trickle a HEADERS frame forever.
+/// This follows the bytes read until the first HEADERS (or CONTINUATION) frame carrying
+/// END_HEADERS is complete; if the deadline passes first, reads and writes fail and the
+/// server drops the connection. Bytes that are not the HTTP/2 preface disarm it at once
+/// (HTTP/1.1: hyper's own timer applies). Later requests are not timed: an established
+/// connection is bounded by the stream limits, keep-alive PINGs and the connection cap.
+#[derive(Debug)]
+struct FirstRequest {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    scan: H2Scan,
+}
+
+/// Where the scan of the client's first bytes stands.
+#[derive(Debug, Clone, Copy)]
+enum H2Scan {
+    /// This many bytes of the preface seen.
+    Preface(usize),
+    /// Inside a 9-byte frame header.
+    FrameHeader { header: [u8; 9], have: usize },
+    /// Inside a frame's payload; `ends_head` when the frame completes a request head.
+    Payload { remaining: usize, ends_head: bool },
+}
+
+impl FirstRequest {
+    fn new(timeout: Duration) -> FirstRequest {
+        FirstRequest {
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            scan: H2Scan::Preface(0),
+        }
+    }
+
+    /// The error once the deadline has passed (registering the task's wake-up otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.deadline.as_mut().poll(cx).is_ready().then(|| {
+            tracing::debug!(timeout = ?self.timeout, "no request head in time; connection closed");
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no complete request head within {:?}", self.timeout),
+            )
+        })
+    }
+
+    /// Follows `bytes`, the next ones read; `true` once no deadline applies any more.
+    fn seen(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            match &mut self.scan {
+                H2Scan::Preface(matched) => {
+                    let n = (H2_PREFACE.len() - *matched).min(bytes.len());
+                    if bytes[..n] != H2_PREFACE[*matched..*matched + n] {
+                        return true;
+                    }
+                    *matched += n;
+                    bytes = &bytes[n..];
+                    if *matched == H2_PREFACE.len() {
+                        self.scan = H2Scan::FrameHeader {
+                            header: [0; 9],
+                            have: 0,
+                        };
+                    }
+                }
+                H2Scan::FrameHeader { header, have } => {
+                    let n = (9 - *have).min(bytes.len());
+                    header[*have..*have + n].copy_from_slice(&bytes[..n]);
+                    *have += n;
+                    bytes = &bytes[n..];
+                    if *have == 9 {
+                        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+                        let ends_head = matches!(header[3], H2_HEADERS | H2_CONTINUATION)
+                            && header[4] & H2_END_HEADERS != 0;
+                        if length == 0 && ends_head {
+                            return true;
+                        }
+                        self.scan = if length == 0 {
+                            H2Scan::FrameHeader {
+                                header: [0; 9],
+                                have: 0,
+                            }
+                        } else {
+                            H2Scan::Payload {
+                                remaining: length as usize,
+                                ends_head,
+                            }
+                        };
+                    }
+                }
+                H2Scan::Payload {
+                    remaining,
+                    ends_head,
+                } => {
+                    let n = (*remaining).min(bytes.len());
+                    *remaining -= n;
+                    bytes = &bytes[n..];
+                    if *remaining == 0 {
+                        if *ends_head {
+                            return true;
+                        }
+                        self.scan = H2Scan::FrameHeader {
+                            header: [0; 9],
+                            have: 0,
+                        };
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 /// Accepted connections of a listener.
@@ -141,15 +271,18 @@ pub(crate) type Incoming = Pin<Box<dyn Stream<Item = io::Result<Conn>> + Send>>;
 
 /// Accepts on `listener` (with a TLS handshake when `tls` is set) in a task of its own,
 /// until the returned stream is dropped. At most `max_connections` are open at once
-/// (0 = no cap): beyond that a new connection is accepted and closed at once.
+/// (0 = no cap): beyond that a new connection is accepted and closed at once. A connection
+/// that sends no complete HTTP/2 request head within `first_request_timeout` of its first
+/// byte (TLS: of the handshake's end) is closed.
 pub(crate) fn incoming(
     listener: Listener,
     tls: Option<TlsAcceptor>,
     max_connections: usize,
+    first_request_timeout: Duration,
 ) -> Incoming {
     let (tx, rx) = mpsc::channel::<io::Result<Conn>>(16);
     let cap = ConnectionCap::new(max_connections, listener.describe());
-    tokio::spawn(accept_loop(listener, tls, cap, tx));
+    tokio::spawn(accept_loop(listener, tls, cap, first_request_timeout, tx));
     Box::pin(ReceiverStream::new(rx))
 }
 
@@ -205,6 +338,7 @@ async fn accept_loop(
     listener: Listener,
     tls: Option<TlsAcceptor>,
     mut cap: ConnectionCap,
+    first_request_timeout: Duration,
     tx: mpsc::Sender<io::Result<Conn>>,
 ) {
     let _unlink = Unlink::of(&listener);
@@ -248,19 +382,24 @@ async fn accept_loop(
         // The handshake (TLS, or the first byte of a plaintext request) runs in its own task
         // under a deadline: silent clients are closed and never hold up the loop.
         tokio::spawn(async move {
-            let conn = match tls {
+            let transport = match tls {
                 None => match tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.readable()).await {
-                    Ok(Ok(())) => Conn::Plain(plain),
+                    Ok(Ok(())) => Transport::Plain(plain),
                     Ok(Err(error)) => return tracing::debug!(%error, "connection failed"),
                     Err(_) => return tracing::debug!("connection silent; closed"),
                 },
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
-                        Ok(Ok(stream)) => Conn::Tls(Box::new(stream)),
+                    let handshake = acceptor.current().accept(plain);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
                         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }
                 }
+            };
+            let conn = Conn {
+                transport,
+                first_request: Some(FirstRequest::new(first_request_timeout)),
             };
             let _ = tx.send(Ok(conn)).await;
         });
@@ -324,10 +463,75 @@ impl tonic::transport::server::Connected for Conn {
 macro_rules! delegate {
     ($self:ident, $inner:ident => $call:expr) => {
         match $self.get_mut() {
-            Conn::Plain($inner) => $call,
-            Conn::Tls($inner) => $call,
+            Transport::Plain($inner) => $call,
+            Transport::Tls($inner) => $call,
         }
     };
+}
+
+/// Fails a write-side call once the first request's deadline has passed, so that a client
+/// that stops reading cannot hold the connection past it either.
+macro_rules! guard_write {
+    ($self:ident, $cx:ident, $transport:ident => $call:expr) => {{
+        let conn = $self.get_mut();
+        if let Some(error) = conn.first_request.as_mut().and_then(|f| f.expired($cx)) {
+            return Poll::Ready(Err(error));
+        }
+        let $transport = Pin::new(&mut conn.transport);
+        $call
+    }};
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let conn = self.get_mut();
+        let Some(first) = conn.first_request.as_mut() else {
+            return Pin::new(&mut conn.transport).poll_read(cx, buf);
+        };
+        if let Some(error) = first.expired(cx) {
+            return Poll::Ready(Err(error));
+        }
+        let before = buf.filled().len();
+        let result = std::task::ready!(Pin::new(&mut conn.transport).poll_read(cx, buf));
+        if result.is_ok() && first.seen(&buf.filled()[before..]) {
+            conn.first_request = None;
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        guard_write!(self, cx, t => t.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        guard_write!(self, cx, t => t.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.transport.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        guard_write!(self, cx, t => t.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().transport).poll_shutdown(cx)
+    }
 }
 
 macro_rules! delegate_plain {
@@ -340,7 +544,7 @@ macro_rules! delegate_plain {
     };
 }
 
-impl AsyncRead for Conn {
+impl AsyncRead for Transport {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -350,7 +554,7 @@ impl AsyncRead for Conn {
     }
 }
 
-impl AsyncWrite for Conn {
+impl AsyncWrite for Transport {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -369,8 +573,8 @@ impl AsyncWrite for Conn {
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -555,5 +759,59 @@ impl Default for ConnectionConfig {
             header_read_timeout: Duration::from_secs(3),
             body_read_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut frame = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Feeds `bytes` one at a time (as a trickling client would) and in one piece; both
+    /// must agree. `Some(i)`: done after byte `i`.
+    fn done_at(bytes: &[u8]) -> Option<usize> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let mut whole = FirstRequest::new(Duration::from_secs(1));
+        let at_once = whole.seen(bytes);
+        let mut trickled = FirstRequest::new(Duration::from_secs(1));
+        let at = (0..bytes.len()).find(|&i| trickled.seen(&bytes[i..=i]));
+        assert_eq!(at.is_some(), at_once, "{bytes:?}");
+        at
+    }
+
+    #[test]
+    fn the_first_request_head_ends_the_deadline() {
+        let settings = frame(0x4, 0, &[0, 3, 0, 0, 0, 100]);
+        let mut h2 = H2_PREFACE.to_vec();
+        h2.extend(&settings);
+        // Preface and SETTINGS only: still waiting.
+        assert_eq!(done_at(&h2), None);
+        // HEADERS without END_HEADERS, then CONTINUATION with it.
+        let mut split = h2.clone();
+        split.extend(frame(H2_HEADERS, 0, b"abc"));
+        assert_eq!(done_at(&split), None);
+        split.extend(frame(H2_CONTINUATION, H2_END_HEADERS, b"de"));
+        assert_eq!(done_at(&split), Some(split.len() - 1));
+        // A complete HEADERS frame: done at its last byte, not before.
+        let mut whole = h2.clone();
+        whole.extend(frame(H2_HEADERS, H2_END_HEADERS | 0x1, b"headers"));
+        assert_eq!(done_at(&whole), Some(whole.len() - 1));
+        // A DATA frame with the END_HEADERS bit pattern (0x4 is PADDED's neighbour) is no head.
+        let mut data = h2.clone();
+        data.extend(frame(0x0, H2_END_HEADERS, b"xx"));
+        assert_eq!(done_at(&data), None);
+        // HTTP/1.1 is left to hyper: done at the first byte that differs from the preface.
+        assert_eq!(done_at(b"POST /ofrep HTTP/1.1\r\n"), Some(1));
+        assert_eq!(done_at(b"GET / HTTP/1.1\r\n"), Some(0));
     }
 }

@@ -253,7 +253,12 @@ impl ManagementServer {
         };
         // The shared accept loop: no spin when descriptors run out, silent clients closed;
         // a cap of its own, so an attack on another port never keeps probes out.
-        let incoming = listener::incoming(listener.into(), None, MANAGEMENT_CONNECTIONS);
+        let incoming = listener::incoming(
+            listener.into(),
+            None,
+            MANAGEMENT_CONNECTIONS,
+            http.header_read_timeout,
+        );
         let stop = CancellationToken::new();
         let server = listener::serve_http(incoming, service, http, stop.clone());
         tokio::pin!(server);

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::tls::TlsAcceptor;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,6 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, RequireToken, Tokens};
@@ -114,7 +114,12 @@ impl OfrepServer {
             body_read_timeout: connections.body_read_timeout,
             http2: None,
         };
-        let incoming = listener::incoming(listener, tls, connections.max_connections);
+        let incoming = listener::incoming(
+            listener,
+            tls,
+            connections.max_connections,
+            connections.header_read_timeout,
+        );
         listener::serve_http(incoming, self.router(), http, shutdown).await;
         Ok(())
     }

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::tls::TlsAcceptor;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
@@ -206,7 +206,12 @@ impl EvaluationServer {
         );
         let result = serve_until_drained(
             "evaluation server",
-            listener::incoming(listener, tls, self.connections.max_connections),
+            listener::incoming(
+                listener,
+                tls,
+                self.connections.max_connections,
+                self.connections.header_read_timeout,
+            ),
             &shutdown,
             |incoming, stop| async move {
                 let stop_token = CancellationToken::new();

@@ -21,9 +21,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::tls::TlsAcceptor;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
@@ -236,7 +236,12 @@ impl SyncServer {
         tracing::info!(addr = %listener.describe(), tls = tls.is_some(), "serving flagd.sync.v1 (gRPC)");
         serve_until_drained(
             "sync server",
-            listener::incoming(listener, tls, connections.max_connections),
+            listener::incoming(
+                listener,
+                tls,
+                connections.max_connections,
+                connections.header_read_timeout,
+            ),
             &shutdown,
             |incoming, stop| router.serve_with_incoming_shutdown(incoming, stop),
             async {},

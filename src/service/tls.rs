@@ -7,7 +7,8 @@
 //! files are then watched: when they change (cert-manager, ACM exports, a renewed secret
 //! mounted through a symlink swap) the pair is read again and, if valid, serves every new
 //! handshake; open connections keep the session they negotiated. An invalid replacement is
-//! logged and the previous pair stays in use.
+//! logged and the previous pair stays in use. The client CA bundle of mutual TLS
+//! (`--client-ca-path`) is watched and reloaded the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio_rustls::TlsAcceptor;
 
 use super::reload::{self, WatchGuard};
 
@@ -87,8 +87,23 @@ pub(crate) struct ServerTls {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
-    /// Set for mutual TLS: client certificates must chain to these roots.
-    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// Set for mutual TLS: client certificates must chain to this bundle.
+    client_ca: Option<ClientCa>,
+}
+
+/// The `--client-ca-path` bundle and the verifier built from it, swapped on reload.
+#[derive(Debug)]
+struct ClientCa {
+    path: PathBuf,
+    current: ArcSwap<ClientVerifier>,
+}
+
+/// One version of the client CA bundle.
+#[derive(Debug)]
+struct ClientVerifier {
+    /// The file as read, so that a change elsewhere in its directory reloads nothing.
+    pem: Vec<u8>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 impl ServerTls {
@@ -119,7 +134,7 @@ impl ServerTls {
             key,
             provider,
             current: ArcSwap::from_pointee(loaded),
-            client_verifier: None,
+            client_ca: None,
         })))
     }
 
@@ -129,55 +144,91 @@ impl ServerTls {
         self: Arc<Self>,
         ca: &Path,
     ) -> Result<Arc<Self>, TlsError> {
-        let fail = |message: String| TlsError::ClientCa {
-            path: ca.to_owned(),
-            message,
-        };
-        let pem = std::fs::read(ca).map_err(|e| fail(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| fail(format!("not PEM: {e}")))?;
-            roots.add(cert).map_err(|e| fail(e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(fail("no CERTIFICATE block found".into()));
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            self.provider.clone(),
-        )
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
+        let verifier = load_client_ca(ca, &self.provider)?;
         let mut tls = Arc::try_unwrap(self).unwrap_or_else(|shared| ServerTls {
             certificate: shared.certificate.clone(),
             key: shared.key.clone(),
             provider: shared.provider.clone(),
             current: ArcSwap::new(shared.current.load_full()),
-            client_verifier: shared.client_verifier.clone(),
+            client_ca: None,
         });
-        tls.client_verifier = Some(verifier);
+        tls.client_ca = Some(ClientCa {
+            path: ca.to_owned(),
+            current: ArcSwap::from_pointee(verifier),
+        });
         Ok(Arc::new(tls))
     }
 
-    /// An acceptor for one port, offering `alpn` (TLS 1.2 and 1.3, no client certificates).
+    /// An acceptor for one port, offering `alpn` (TLS 1.2 and 1.3; client certificates
+    /// when [`require_client_certificates`](ServerTls::require_client_certificates) was called).
     pub(crate) fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let verifier = self.client_verifier();
+        let built = Built {
+            config: self.rustls_config(&alpn, verifier.as_deref()),
+            verifier,
+        };
+        TlsAcceptor(Arc::new(AcceptorState {
+            tls: self.clone(),
+            alpn,
+            built: ArcSwap::from_pointee(built),
+        }))
+    }
+
+    fn client_verifier(&self) -> Option<Arc<ClientVerifier>> {
+        self.client_ca.as_ref().map(|ca| ca.current.load_full())
+    }
+
+    fn rustls_config(
+        self: &Arc<Self>,
+        alpn: &[Vec<u8>],
+        client: Option<&ClientVerifier>,
+    ) -> Arc<rustls::ServerConfig> {
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .expect("the ring provider supports TLS 1.2 and 1.3");
-        let builder = match &self.client_verifier {
-            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+        let builder = match client {
+            Some(client) => builder.with_client_cert_verifier(client.verifier.clone()),
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(Resolver(self.clone())));
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        TlsAcceptor::from(Arc::new(config))
+        config.alpn_protocols = alpn.to_vec();
+        Arc::new(config)
     }
 
-    /// Watches the directories of both files and reloads on every change, until the
-    /// returned guard is dropped. Invalid replacements are logged and ignored.
+    /// Reads the client CA bundle again; keeps the previous one if the new one is unusable.
+    fn reload_client_ca(&self) {
+        let Some(ca) = &self.client_ca else { return };
+        // A change elsewhere in the directory (the certificate, a token file) reloads nothing;
+        // a read error is reported by load_client_ca, with the path.
+        if std::fs::read(&ca.path).is_ok_and(|pem| pem == ca.current.load().pem) {
+            return;
+        }
+        match load_client_ca(&ca.path, &self.provider) {
+            Ok(verifier) => {
+                ca.current.store(Arc::new(verifier));
+                tracing::info!(
+                    client_ca = %ca.path.display(),
+                    "client CA bundle reloaded; new connections are verified against it"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "client CA bundle not reloaded; keeping the previous one")
+            }
+        }
+    }
+
+    /// Watches the directories of both files (and of the client CA bundle) and reloads on
+    /// every change, until the returned guard is dropped. Invalid replacements are logged
+    /// and ignored.
     pub(crate) fn watch(self: &Arc<Self>) -> Result<WatchGuard, TlsError> {
         let tls = self.clone();
-        reload::watch_files(&[&self.certificate, &self.key], move || {
+        let mut files = vec![self.certificate.as_path(), self.key.as_path()];
+        if let Some(ca) = &self.client_ca {
+            files.push(ca.path.as_path());
+        }
+        reload::watch_files(&files, move || {
+            tls.reload_client_ca();
             let before = tls.current.load_full();
             match load(&tls.certificate, &tls.key, &tls.provider) {
                 Ok(loaded) if loaded.cert == before.cert => {}
@@ -197,6 +248,50 @@ impl ServerTls {
     }
 }
 
+/// The TLS acceptor of one port. It follows client CA reloads: a changed bundle gets a new
+/// rustls configuration, whose fresh session cache also keeps clients verified against the
+/// old bundle from resuming their sessions.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsAcceptor(Arc<AcceptorState>);
+
+#[derive(Debug)]
+struct AcceptorState {
+    tls: Arc<ServerTls>,
+    alpn: Vec<Vec<u8>>,
+    built: ArcSwap<Built>,
+}
+
+/// A rustls acceptor and the client CA version it verifies against.
+#[derive(Debug)]
+struct Built {
+    verifier: Option<Arc<ClientVerifier>>,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl TlsAcceptor {
+    /// The acceptor for the next handshake.
+    pub(crate) fn current(&self) -> tokio_rustls::TlsAcceptor {
+        let state = &self.0;
+        let verifier = state.tls.client_verifier();
+        let built = state.built.load();
+        let same = match (&built.verifier, &verifier) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if same {
+            return tokio_rustls::TlsAcceptor::from(built.config.clone());
+        }
+        // Rebuilt once per reload (two handshakes racing here build twice; harmless).
+        let config = state.tls.rustls_config(&state.alpn, verifier.as_deref());
+        state.built.store(Arc::new(Built {
+            verifier,
+            config: config.clone(),
+        }));
+        tokio_rustls::TlsAcceptor::from(config)
+    }
+}
+
 #[derive(Debug)]
 struct Resolver(Arc<ServerTls>);
 
@@ -204,6 +299,30 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.current.load_full())
     }
+}
+
+/// Reads a client CA bundle and builds the verifier of mutual TLS from it.
+fn load_client_ca(ca: &Path, provider: &Arc<CryptoProvider>) -> Result<ClientVerifier, TlsError> {
+    let fail = |message: String| TlsError::ClientCa {
+        path: ca.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(ca).map_err(|e| fail(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| fail(format!("not PEM: {e}")))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no CERTIFICATE block found".into()));
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(ClientVerifier { pem, verifier })
 }
 
 /// Reads and checks a certificate chain and its key.

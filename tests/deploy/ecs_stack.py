@@ -15,12 +15,15 @@ What it does, in the walkthrough's order:
   3. after each deployment checks what moto created: target groups and health checks, the
      listener and its rules (including flagd.sync.v1 to port 8015), the service's load
      balancers and desired count, the task definition's ports and environment, the task
-     role's IAM actions, auto scaling, the outputs;
+     role's IAM actions, auto scaling, the outputs; with AuthTokensSecretArn (the secret made
+     as the walkthrough makes it, in moto's Secrets Manager) the container's `Secrets` entry
+     and the execution role's GetSecretValue on that one ARN;
   4. with --daemon, starts the real daemon with the task definition's environment against
      moto's S3/SQS/SNS, uploads the walkthrough's flags.json, connects the OpenFeature Python
      provider in IN_PROCESS mode to the port the sync listener rule reaches (8015 in the task)
      and shows the walkthrough's edit arriving as a configuration change, also on a v1
-     EventStream, and v1 ResolveAll.
+     EventStream, and v1 ResolveAll. The task definition's secrets are resolved as ECS would
+     (FLAGPOLE_AUTH_TOKENS): a call without the token is refused, the provider sends it.
 Prints one line per check, what moto cannot model, and closes with "N passed, N failed".
 """
 
@@ -263,13 +266,11 @@ def deploy(cf, template, body, overrides, variables, first):
     if not first:
         # `aws cloudformation deploy` keeps the previous value of every parameter not named.
         # (moto 5.2 fails on UsePreviousValue for list parameters: the values are passed back.)
-        previous = {}
-        for p in cf.describe_stacks(StackName=STACK)["Stacks"][0]["Parameters"]:
-            value = p["ParameterValue"]
-            if value.startswith("["):  # moto reports a list parameter as a Python literal
-                value = ",".join(ast.literal_eval(value))
-            previous[p["ParameterKey"]] = value
-        params = {**previous, **named}
+        params = {**previous_parameters(cf), **named}
+    broken = rule_errors(template, params)
+    check("the deployment satisfies the template's Rules", not broken, "; ".join(broken))
+    if broken:
+        return None, params
     missing = moto_unsupported(effective_resources(template, params).values())
     unsupported_types.update(missing)
     if any(t.startswith("AWS::ApiGatewayV2::") for t in missing):
@@ -289,6 +290,29 @@ def deploy(cf, template, body, overrides, variables, first):
     ok, stack = wait_stack(cf, "CREATE_COMPLETE")
     check(f"stack {stack['StackStatus']}", ok, stack.get("StackStatusReason", ""))
     return stack, params
+
+
+def previous_parameters(cf):
+    """The deployed stack's parameters, as `aws cloudformation deploy` would keep them."""
+    previous = {}
+    for p in cf.describe_stacks(StackName=STACK)["Stacks"][0]["Parameters"]:
+        value = p["ParameterValue"]
+        if value.startswith("["):  # moto reports a list parameter as a Python literal
+            value = ",".join(ast.literal_eval(value))
+        previous[p["ParameterKey"]] = value
+    return previous
+
+
+def rule_errors(template, params):
+    """The AssertDescription of every template Rule `params` break (moto ignores Rules)."""
+    values = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    values.update(params)
+    errors = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], values, template):
+            continue
+        errors += [a["AssertDescription"] for a in rule["Assertions"] if not evaluate(a["Assert"], values, template)]
+    return errors
 
 
 def outputs(stack):
@@ -452,6 +476,65 @@ def check_iam(clients, res):
     return statements
 
 
+def inline_policy_statements(iam, role):
+    """Every statement of the role's inline policies."""
+    statements = []
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        if isinstance(doc, str):
+            # moto 5.2 keeps a policy written by CloudFormation as a Python literal, not JSON.
+            try:
+                doc = json.loads(doc)
+            except json.JSONDecodeError:
+                doc = ast.literal_eval(doc)
+        found = doc["Statement"]
+        statements += [found] if isinstance(found, dict) else found
+    return statements
+
+
+def check_auth_tokens(clients, res, params):
+    """AuthTokensSecretArn: the container's secret, and who may read it."""
+    arn = params.get("AuthTokensSecretArn", "")
+    task = clients("ecs").describe_task_definition(
+        taskDefinition=res["TaskDefinition"]["PhysicalResourceId"])["taskDefinition"]
+    container = task["containerDefinitions"][0]
+    secrets = container.get("secrets") or []
+    env_names = {e["name"] for e in container.get("environment", [])}
+    iam = clients("iam")
+    execution = inline_policy_statements(iam, res["ExecutionRole"]["PhysicalResourceId"])
+    task_role = inline_policy_statements(iam, res["TaskRole"]["PhysicalResourceId"])
+
+    def actions(statement):
+        a = statement["Action"]
+        return [a] if isinstance(a, str) else list(a)
+
+    def on_secrets(statements):
+        return [s for s in statements if any(a.startswith("secretsmanager:") for a in actions(s))]
+
+    check("the task role may read no secret", not on_secrets(task_role), str(on_secrets(task_role)))
+    if not arn:
+        check("without AuthTokensSecretArn: no container secret, no secret for the execution role",
+              not secrets and not on_secrets(execution), f"{secrets} {on_secrets(execution)}")
+        return
+    check("AuthTokensSecretArn: the container gets FLAGPOLE_AUTH_TOKENS from that secret",
+          secrets == [{"name": "FLAGPOLE_AUTH_TOKENS", "valueFrom": arn}], str(secrets))
+    check("the tokens are not in the task definition's environment", "FLAGPOLE_AUTH_TOKENS" not in env_names)
+    granted = on_secrets(execution)
+    check("the execution role: secretsmanager:GetSecretValue on that one ARN, nothing else in Secrets Manager",
+          len(granted) == 1 and granted[0]["Effect"] == "Allow"
+          and actions(granted[0]) == ["secretsmanager:GetSecretValue"] and granted[0]["Resource"] == arn,
+          str(granted))
+
+
+def task_secrets(clients, res):
+    """The container's secrets resolved as ECS resolves them at task start."""
+    task = clients("ecs").describe_task_definition(
+        taskDefinition=res["TaskDefinition"]["PhysicalResourceId"])["taskDefinition"]
+    sm = clients("secretsmanager")
+    return {s["name"]: sm.get_secret_value(SecretId=s["valueFrom"])["SecretString"]
+            for s in task["containerDefinitions"][0].get("secrets") or []}
+
+
 def check_static_template(template):
     """What moto does not create or enforce, checked on the template itself."""
     r = template["Resources"]
@@ -487,6 +570,10 @@ def check_http_api_template(template, params):
         applies = evaluate(rule["RuleCondition"], values, template)
         holds = all(evaluate(a["Assert"], values, template) for a in rule["Assertions"])
         check(f"template rule refuses {why}", applies and not holds)
+    with_tokens = dict(params, AuthTokensSecretArn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:t-AbCdEf")
+    check("template rules refuse AuthTokensSecretArn with an IAM or JWT authorizer on the HTTP API, not with NONE",
+          rule_errors(template, dict(with_tokens, HttpApiAuthorization="AWS_IAM"))
+          and not rule_errors(template, dict(with_tokens, HttpApiAuthorization="NONE")))
 
 
 def zone_lookup(clients, zone_name):
@@ -551,7 +638,7 @@ def check_scaling(clients, res, scales, template, params):
 
 
 # ---------- the real daemon and provider ----------
-def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough, work):
+def run_daemon_and_provider(daemon, endpoint, clients, env, secrets, bucket, walkthrough, work):
     from openfeature import api
     from openfeature.contrib.provider.flagd import FlagdProvider
     from openfeature.contrib.provider.flagd.config import CacheType, ResolverType
@@ -570,6 +657,9 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
     ports = {p: free_port() for p in (8013, 8014, 8015, 8016)}
     proc_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
     proc_env.update(env)
+    # What ECS injects from Secrets Manager at task start (the execution role reads it).
+    proc_env.update(secrets)
+    token = secrets.get("FLAGPOLE_AUTH_TOKENS", "").split(",")[0]
     proc_env.update(
         FLAGD_PORT=str(ports[8013]), FLAGD_MANAGEMENT_PORT=str(ports[8014]),
         FLAGD_SYNC_PORT=str(ports[8015]), FLAGD_OFREP_PORT=str(ports[8016]),
@@ -606,9 +696,16 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         subs = clients("sns").list_subscriptions_by_topic(TopicArn=env["FLAGPOLE_SNS_TOPIC_ARN"])["Subscriptions"]
         check("and subscribed it to the stack's topic", any(s["Protocol"] == "sqs" for s in subs), str(subs))
 
+        import grpc
+
+        # The token as the providers send it (docs/security.md): call credentials, which gRPC
+        # sends only on a secure channel; local credentials stand in for the ALB's TLS here.
+        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        if token:
+            credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
         changed = threading.Event()
         provider = FlagdProvider(host="127.0.0.1", port=ports[8015], resolver_type=ResolverType.IN_PROCESS,
-                                 cache=CacheType.DISABLED, deadline_ms=5000)
+                                 cache=CacheType.DISABLED, deadline_ms=5000, channel_credentials=credentials)
         api.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, lambda _e: changed.set())
         api.set_provider(provider)
         client = api.get_client()
@@ -623,11 +720,19 @@ def run_daemon_and_provider(daemon, endpoint, clients, env, bucket, walkthrough,
         changed.clear()
 
         # v1 EventStream, as the walkthrough's grpcurl call; v1 ResolveAll.
-        import grpc
         from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2 as pb
         from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2_grpc as pb_grpc
 
-        channel = grpc.insecure_channel(f"127.0.0.1:{ports[8013]}")
+        if token:
+            with grpc.insecure_channel(f"127.0.0.1:{ports[8013]}") as bare:
+                try:
+                    pb_grpc.ServiceStub(bare).ResolveAll(pb.ResolveAllRequest(), timeout=5)
+                    refused = None
+                except grpc.RpcError as error:
+                    refused = error.code()
+            check("FLAGPOLE_AUTH_TOKENS from the secret: a call without the token is UNAUTHENTICATED",
+                  refused == grpc.StatusCode.UNAUTHENTICATED, str(refused))
+        channel = grpc.secure_channel(f"127.0.0.1:{ports[8013]}", credentials)
         stub = pb_grpc.ServiceStub(channel)
         everything = stub.ResolveAll(pb.ResolveAllRequest(), timeout=5)
         check("v1 ResolveAll answers with the uploaded flags", "show-welcome-banner" in everything.flags)
@@ -777,6 +882,21 @@ def run(args, clients, endpoint):
             ZONE_ID=zones, INGRESS_CIDR="203.0.113.7/32",
         )
         check("an empty account has no hosted zone: HostedZoneId stays empty", variables["ZONE_ID"] == "")
+        # The bearer-token secret, made and looked up as the walkthrough does.
+        create = re.search(r"aws secretsmanager create-secret --name (\S+) --secret-string \"\$TOKEN\"", walkthrough)
+        arn_query = re.search(r"describe-secret --secret-id (\S+) --query (\S+) --output text", walkthrough)
+        if check("the walkthrough stores the tokens with create-secret and reads its ARN with describe-secret",
+                 create is not None and arn_query is not None and create.group(1) == arn_query.group(1)):
+            import secrets as _secrets
+
+            token = _secrets.token_hex(32)
+            sm = clients("secretsmanager")
+            sm.create_secret(Name=create.group(1), SecretString=token)
+            variables.update(TOKEN=token, TOKENS_ARN=jmespath.search(
+                arn_query.group(2), sm.describe_secret(SecretId=create.group(1))))
+            check("that ARN is a full Secrets Manager ARN the template accepts",
+                  not constraint_errors(template, "AuthTokensSecretArn", variables["TOKENS_ARN"]),
+                  variables["TOKENS_ARN"])
         commands = deploy_commands(blocks)
         check("the walkthrough deploys the stack at least twice (no tasks, then tasks)", len(commands) >= 2, str(len(commands)))
         for stack, path, _, _ in commands:
@@ -794,6 +914,7 @@ def run(args, clients, endpoint):
         check_service(clients, res, groups, 0, template)
         env = check_task_definition(clients, res, variables)
         check_iam(clients, res)
+        check_auth_tokens(clients, res, params)
         check_scaling(clients, res, False, template, params)
         out = outputs(stack)
         check("outputs: SyncEndpoint and GrpcEndpoint are the domain on 443",
@@ -824,6 +945,8 @@ def run(args, clients, endpoint):
             stack, params = deploy(cf, template, body, overrides, variables, first=False)
             if params.get("CreateHttpApi") == "true":
                 check_http_api_template(template, params)
+            if stack is not None and params.get("AuthTokensSecretArn"):
+                check_auth_tokens(clients, resources(cf), params)
             if stack is not None and params.get("CreateHttpApi") == "true":
                 res = resources(cf)
                 check("HTTP API created with its routes", all(r in res for r in ("HttpApi", "OfrepRoute", "ConnectV1Route")),
@@ -860,10 +983,13 @@ def run(args, clients, endpoint):
                   "DnsRecord" in res and len(alias) == 1 and "AliasTarget" in alias[0], str(alias))
             apply_bucket_notifications(clients, template, res, bucket)
             env = check_task_definition(clients, res, variables)
+        check("the last deployment still requires tokens (AuthTokensSecretArn kept)",
+              bool(params.get("AuthTokensSecretArn")), str(params.get("AuthTokensSecretArn")))
 
         if args.daemon:
+            secrets = task_secrets(clients, res)
             with tempfile.TemporaryDirectory() as work:
-                run_daemon_and_provider(args.daemon, endpoint, clients, env, bucket, walkthrough, Path(work))
+                run_daemon_and_provider(args.daemon, endpoint, clients, env, secrets, bucket, walkthrough, Path(work))
         else:
             note("the daemon and the IN_PROCESS provider (run with --daemon to include them)")
 

@@ -82,6 +82,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else }}
 - --uri=file:/etc/flagpole/{{ .Values.flags.configMap.key }}
 {{- end }}
+{{- if .Values.auth.existingSecret }}
+- --auth-token-file=/etc/flagpole-auth/{{ .Values.auth.key }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
