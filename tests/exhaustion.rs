@@ -469,13 +469,15 @@ async fn connections_over_the_cap_are_closed_at_once_and_slots_come_back() {
 
 #[tokio::test]
 async fn a_non_reading_event_stream_ends_at_its_deadline_and_frees_its_slot() {
-    // One stream slot; keep-alives every 50 ms fill the stream's buffer within a second.
+    // One stream slot; keep-alives every 50 ms fill the stream's buffer within a second. The
+    // deadline leaves room to see the slot taken first: on a loaded machine 3 s was not
+    // always enough, and once the deadline passes the check below never sees it taken.
     let daemon = TestDaemon::with_files(&[("flags.json", FLAGS)])
         .management()
         .start(|settings, _| {
             settings.max_open_streams = 1;
             settings.keep_alive_interval = Duration::from_millis(50);
-            settings.stream_deadline = Some(Duration::from_secs(3));
+            settings.stream_deadline = Some(Duration::from_secs(8));
         })
         .await;
     // A raw HTTP/2 client granting a window of 0: the server can send no message at all.
