@@ -23,7 +23,8 @@ use crate::service::{
     EvaluationConfig, EvaluationServer, OfrepConfig, OfrepServer, ServeError, StreamConfig,
 };
 use crate::store::Store;
-use crate::sync::Supervisor;
+use crate::sync::{Supervisor, SyncConfig};
+use crate::telemetry::Telemetry;
 
 /// The bound sockets the daemon serves on (tests bind ephemeral ports and pass them in).
 #[derive(Debug)]
@@ -103,6 +104,9 @@ pub enum DaemonError {
     /// The bearer tokens cannot be used.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Trace export cannot start (`--otel-collector-uri` and its TLS files).
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// A server failed.
     #[error("server error: {0}")]
     Server(String),
@@ -159,8 +163,15 @@ pub async fn run_with(
             "bearer tokens required on the evaluation, sync and OFREP ports"
         );
     }
+    // Spans leave in batches on their own thread; flushed after the sources stop.
+    let telemetry = Telemetry::start(&settings.telemetry)?;
+    let tracer = telemetry.as_ref().map(Telemetry::tracer);
     let store = Arc::new(Store::new());
-    let supervisor = Supervisor::from_config(settings.sync_config(), store.clone())?;
+    let sources = SyncConfig {
+        tracer: tracer.clone(),
+        ..settings.sync_config()
+    };
+    let supervisor = Supervisor::from_config(sources, store.clone())?;
     started(&supervisor);
     let metrics = Arc::new(Metrics::new(settings.metrics_key_limit));
     // One cap for EventStream (8013) and SyncFlags (8015) together.
@@ -253,14 +264,17 @@ pub async fn run_with(
         evaluator.clone(),
         metrics.clone(),
         stream_limit.clone(),
-    );
+    )
+    .with_tracer(tracer.clone());
     // OFREP drains with 8013.
     let mut ofrep = ofrep.map(|listener| {
         let config = OfrepConfig {
             auth: tokens.clone(),
             ..ofrep_config(&settings)
         };
-        let server = OfrepServer::new(config, evaluator).with_metrics(metrics);
+        let server = OfrepServer::new(config, evaluator)
+            .with_metrics(metrics)
+            .with_tracer(tracer.clone());
         tokio::spawn(server.serve(listener, acceptor(ALPN_OFREP), drain.clone()))
     });
     let evaluation = server.serve(
@@ -320,6 +334,9 @@ pub async fn run_with(
         }
     };
     supervisor.shutdown_within(cleanup).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     closed.cancel();
     if let Some(mut task) = management {
         if let Some(error) = joined(&mut task).await {

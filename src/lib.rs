@@ -25,3 +25,4 @@ pub(crate) mod rules;
 pub mod service;
 pub mod store;
 pub mod sync;
+pub mod telemetry;

@@ -33,6 +33,9 @@ const EDGE_CRATES: &[&str] = &[
     "aws_types",
     "prost",
     "prost_types",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

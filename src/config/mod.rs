@@ -24,6 +24,7 @@ use crate::options::lenient::{self, parse_pair};
 use crate::options::{from_map, layered};
 use crate::sync::uri::{self, sources_arg, uri_arg};
 use crate::sync::{AwsOptionError, SourceConfigError, SyncConfig};
+pub use crate::telemetry::{TelemetryConfig, TelemetryOptions};
 
 pub use crate::options::duration::{parse_duration, MAX_DURATION};
 pub use crate::options::Layer;
@@ -102,6 +103,8 @@ pub struct Settings {
     pub debug: bool,
     /// AWS options (S3 endpoints, SQS notifications, SNS fan-out, S3 configuration object).
     pub aws: AwsSettings,
+    /// Trace export (`--otel-collector-uri` and its TLS files).
+    pub telemetry: TelemetryConfig,
     /// How many distinct flag keys get their own metric series (the rest share `__other__`).
     pub metrics_key_limit: usize,
     /// The largest document a source may deliver, in bytes.
@@ -198,6 +201,7 @@ impl Default for Settings {
             log_format: LogFormat::Console,
             debug: false,
             aws: AwsSettings::default(),
+            telemetry: TelemetryConfig::default(),
             metrics_key_limit: 2000,
             max_document_size: crate::sync::limit::DEFAULT_MAX_DOCUMENT_SIZE,
             cache_dir: None,
@@ -413,6 +417,10 @@ layered! {
         #[command(flatten)]
         #[serde(flatten)]
         pub aws: AwsOptions,
+        /// The telemetry options.
+        #[command(flatten)]
+        #[serde(flatten)]
+        pub telemetry: TelemetryOptions,
         /// Distinct flag keys that get their own metric series (default 2000; more share `__other__`).
         #[arg(long, env = "FLAGD_METRICS_KEY_LIMIT")]
         #[serde(deserialize_with = "lenient::number")]
@@ -599,6 +607,7 @@ impl ConfigInput {
             log_format: self.log_format.unwrap_or_default(),
             debug: self.debug.unwrap_or(false),
             aws: self.aws.into_settings(),
+            telemetry: self.telemetry.into_settings(),
             metrics_key_limit: self.metrics_key_limit.unwrap_or(defaults.metrics_key_limit),
             max_document_size: self.max_document_size.unwrap_or(defaults.max_document_size),
             cache_dir: self.cache_dir,
@@ -641,6 +650,7 @@ impl Settings {
             aws: self.aws.clone(),
             max_document_size: self.max_document_size,
             cache_dir: self.cache_dir.clone(),
+            tracer: None,
         }
     }
 }

@@ -53,11 +53,11 @@ macro_rules! evaluation_service {
     ) => {
         evaluation_service!(@resolve $adapter, $api, |$value| $value_expr, |$variant| $variant_expr,
             [
-                (resolve_boolean, ResolveBooleanRequest, ResolveBooleanResponse, BoolKind),
-                (resolve_string, ResolveStringRequest, ResolveStringResponse, StringKind),
-                (resolve_float, ResolveFloatRequest, ResolveFloatResponse, FloatKind),
-                (resolve_int, ResolveIntRequest, ResolveIntResponse, IntKind),
-                (resolve_object, ResolveObjectRequest, ResolveObjectResponse, ObjectKind),
+                (resolve_boolean, ResolveBooleanRequest, ResolveBooleanResponse, BoolKind, "flagEvaluationService(resolveBoolean)"),
+                (resolve_string, ResolveStringRequest, ResolveStringResponse, StringKind, "flagEvaluationService(resolveString)"),
+                (resolve_float, ResolveFloatRequest, ResolveFloatResponse, FloatKind, "flagEvaluationService(resolveFloat)"),
+                (resolve_int, ResolveIntRequest, ResolveIntResponse, IntKind, "flagEvaluationService(resolveInt)"),
+                (resolve_object, ResolveObjectRequest, ResolveObjectResponse, ObjectKind, "flagEvaluationService(resolveObject)"),
             ],
             { $(
                 async fn resolve_all(
@@ -68,12 +68,18 @@ macro_rules! evaluation_service {
                     let (headers, _, request) = request.into_parts();
                     let headers = headers.into_headers();
                     let selector = $crate::service::evaluation::selector(&headers)?;
+                    let span = self.0.tracer().map(|tracer| {
+                        tracer.evaluation("flagEvaluationService(resolveAll)", &headers)
+                    });
                     let all = self.0.evaluator().evaluate_all(
                         Api::$api,
                         &selector,
                         request.context.map(|context| context.0),
                         &headers,
                     );
+                    if let Some(span) = span {
+                        span.bulk(all.flags.len());
+                    }
                     let flags = all
                         .flags
                         .into_iter()
@@ -115,7 +121,7 @@ macro_rules! evaluation_service {
     (
         @resolve $adapter:ident, $api:ident, |$value:ident| $value_expr:expr,
         |$variant:ident| $variant_expr:expr,
-        [$(($method:ident, $req:ident, $resp:ident, $kind:ident)),* $(,)?],
+        [$(($method:ident, $req:ident, $resp:ident, $kind:ident, $span:literal)),* $(,)?],
         { $($rest:tt)* }
     ) => {
         #[::tonic::async_trait]
@@ -130,17 +136,19 @@ macro_rules! evaluation_service {
                 let (headers, _, request) = request.into_parts();
                 let headers = headers.into_headers();
                 let selector = $crate::service::evaluation::selector(&headers)?;
-                let outcome = self
-                    .0
-                    .evaluator()
-                    .evaluate::<$kind>(
-                        Api::$api,
-                        &selector,
-                        &request.flag_key,
-                        request.context.map(|context| context.0),
-                        &headers,
-                    )?
-                    .map_value(|value| value.into_field());
+                // Tracing off: one branch, no span, no header parsing.
+                let span = self.0.tracer().map(|tracer| tracer.evaluation($span, &headers));
+                let result = self.0.evaluator().evaluate::<$kind>(
+                    Api::$api,
+                    &selector,
+                    &request.flag_key,
+                    request.context.map(|context| context.0),
+                    &headers,
+                );
+                if let Some(span) = span {
+                    span.finish(&request.flag_key, &result);
+                }
+                let outcome = result?.map_value(|value| value.into_field());
                 Ok(::tonic::Response::new(pb::$resp {
                     // `Into` lifts an object into the message field's `Option`.
                     value: {

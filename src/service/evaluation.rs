@@ -15,6 +15,7 @@ use super::metrics::Metrics;
 use crate::eval::ErrorCode;
 use crate::evaluator::{EvaluationError, Evaluator, Headers};
 use crate::store::Selector;
+use crate::telemetry::Tracer;
 
 /// The request header carrying the selector.
 pub(crate) const SELECTOR_HEADER: &str = "flagd-selector";
@@ -41,6 +42,8 @@ pub(crate) struct EvaluationService {
     pub(super) metrics: Arc<Metrics>,
     /// The daemon-wide cap on open streams.
     pub(super) stream_limit: StreamLimit,
+    /// Makes a span per request when tracing is on (`None`: no span, no header parsing).
+    pub(super) tracer: Option<Tracer>,
 }
 
 impl EvaluationService {
@@ -59,7 +62,19 @@ impl EvaluationService {
             draining,
             metrics,
             stream_limit,
+            tracer: None,
         }
+    }
+
+    /// This edge, tracing each request with `tracer` when given.
+    pub(crate) fn with_tracer(mut self, tracer: Option<Tracer>) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// The tracer, when tracing is on.
+    pub(crate) fn tracer(&self) -> Option<&Tracer> {
+        self.tracer.as_ref()
     }
 
     /// The evaluator behind every protocol.

@@ -31,6 +31,7 @@ use super::protojson::normalize_numbers;
 use crate::eval::{Context, ErrorCode};
 use crate::evaluator::{AnyKind, Api, Evaluation, EvaluationError, Evaluator};
 use crate::flags::Flag;
+use crate::telemetry::Tracer;
 
 /// How the OFREP port behaves.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +55,8 @@ pub(crate) struct OfrepServer {
     metrics: Option<Arc<Metrics>>,
     connections: ConnectionConfig,
     auth: Option<Tokens>,
+    /// Makes a span per request when tracing is on.
+    tracer: Option<Tracer>,
 }
 
 impl OfrepServer {
@@ -66,7 +69,14 @@ impl OfrepServer {
             metrics: None,
             connections: config.connections,
             auth: config.auth,
+            tracer: None,
         }
+    }
+
+    /// Traces every evaluation request with `tracer` (`None`: tracing off).
+    pub(crate) fn with_tracer(mut self, tracer: Option<Tracer>) -> OfrepServer {
+        self.tracer = tracer;
+        self
     }
 
     /// Records request durations into `metrics` (`service_name="flagd-ofrep"`).
@@ -340,10 +350,17 @@ async fn single(
             return json(StatusCode::BAD_REQUEST, &body);
         }
     };
+    let span = server
+        .tracer
+        .as_ref()
+        .map(|tracer| tracer.evaluation("ofrepService(evaluateFlag)", &headers));
     let evaluated =
         server
             .evaluator
             .evaluate::<AnyKind>(Api::V2, &selector, &key, context, &headers);
+    if let Some(span) = span {
+        span.finish(&key, &evaluated);
+    }
     match evaluated {
         Ok(outcome) => json(StatusCode::OK, &success(key, outcome)),
         Err(error) => {
@@ -378,6 +395,10 @@ async fn bulk(State(server): Shared, headers: HeaderMap, body: Body) -> Response
             return json(StatusCode::BAD_REQUEST, &body);
         }
     };
+    let span = server
+        .tracer
+        .as_ref()
+        .map(|tracer| tracer.evaluation("ofrepService(evaluateFlags)", &headers));
     let mut flags = Vec::new();
     let each = |flag: &Flag, result: Result<Evaluation<Value>, EvaluationError>| {
         flags.push(match result {
@@ -389,6 +410,9 @@ async fn bulk(State(server): Shared, headers: HeaderMap, body: Body) -> Response
         server
             .evaluator
             .evaluate_each::<AnyKind>(Api::V2, &selector, context, &headers, each);
+    if let Some(span) = span {
+        span.bulk(flags.len());
+    }
     let body = serde_json::to_vec(&Bulk { flags, metadata }).unwrap_or_default();
     let etag = etag(&body);
     if if_none_match.is_some_and(|tags| matches_etag(&tags, &etag)) {

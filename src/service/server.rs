@@ -28,6 +28,7 @@ use super::schema_v1::SchemaV1;
 use super::v1::V1;
 use super::v2::V2;
 use crate::evaluator::Evaluator;
+use crate::telemetry::Tracer;
 
 /// Names reported by the health service: the whole server plus each evaluation service.
 const HEALTH_NAMES: [&str; 4] = [
@@ -77,6 +78,7 @@ pub(crate) struct EvaluationServer {
     max_concurrent_streams: u32,
     connections: ConnectionConfig,
     auth: Option<Tokens>,
+    tracer: Option<Tracer>,
 }
 
 impl EvaluationServer {
@@ -98,7 +100,14 @@ impl EvaluationServer {
             max_concurrent_streams: config.max_concurrent_streams,
             connections: config.connections,
             auth: config.auth,
+            tracer: None,
         }
+    }
+
+    /// Traces every evaluation request with `tracer` (`None`: tracing off).
+    pub(crate) fn with_tracer(mut self, tracer: Option<Tracer>) -> EvaluationServer {
+        self.tracer = tracer;
+        self
     }
 
     /// Serves on `listener` (TLS only when `tls` is set) until `shutdown` is cancelled, then
@@ -112,13 +121,16 @@ impl EvaluationServer {
         ready: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
-        let service = Arc::new(EvaluationService::new(
-            self.evaluator,
-            self.streams,
-            shutdown.clone(),
-            self.metrics.clone(),
-            self.stream_limit,
-        ));
+        let service = Arc::new(
+            EvaluationService::new(
+                self.evaluator,
+                self.streams,
+                shutdown.clone(),
+                self.metrics.clone(),
+                self.stream_limit,
+            )
+            .with_tracer(self.tracer),
+        );
         let limit = match self.max_request_body {
             0 => usize::MAX,
             limit => limit,

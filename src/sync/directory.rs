@@ -24,6 +24,7 @@ use super::source::{
 use super::supervisor::supervised;
 use super::{SourceError, SyncError};
 use crate::store::Store;
+use crate::telemetry::Tracer;
 
 /// Where a running source came from (what may remove it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +80,8 @@ pub(super) struct SourceEnv {
     pub(super) max_document_size: usize,
     /// Where applied documents are kept for a start during an outage (`--cache-dir`).
     pub(super) cache: Option<Arc<Cache>>,
+    /// Makes a span per delivered document when tracing is on.
+    pub(super) tracer: Option<Tracer>,
 }
 
 impl SourceEnv {
@@ -93,6 +96,7 @@ impl SourceEnv {
             },
             max_document_size: limit::DEFAULT_MAX_DOCUMENT_SIZE,
             cache: None,
+            tracer: None,
         }
     }
 }
@@ -217,7 +221,9 @@ impl SourceDirectory {
         if let Some(handler) = handler {
             sink = sink.with_handler(handler);
         }
-        let sink = sink.with_cache(self.env.cache.clone());
+        let sink = sink
+            .with_cache(self.env.cache.clone())
+            .with_tracer(self.env.tracer.clone());
         if self.env.cache.is_some() {
             // A source that neither answers nor fails quickly (a hanging endpoint) is served
             // from its cached copy after a short wait rather than after its fetch timeout.

@@ -12,6 +12,7 @@ use super::limit::DEFAULT_MAX_DOCUMENT_SIZE;
 use super::provider::SourceConfig;
 use crate::options::duration::duration_arg;
 use crate::options::{layered, lenient};
+use crate::telemetry::Tracer;
 
 /// Messages per SQS receive, as SQS allows.
 const SQS_BATCH: std::ops::RangeInclusive<i32> = 1..=10;
@@ -243,6 +244,8 @@ pub struct SyncConfig {
     pub max_document_size: usize,
     /// Where each source's last applied document is kept (`None`: nowhere).
     pub cache_dir: Option<PathBuf>,
+    /// Traces each delivered document when set (`--otel-collector-uri`).
+    pub tracer: Option<Tracer>,
 }
 
 impl Default for SyncConfig {
@@ -252,6 +255,7 @@ impl Default for SyncConfig {
             aws: AwsSettings::default(),
             max_document_size: DEFAULT_MAX_DOCUMENT_SIZE,
             cache_dir: None,
+            tracer: None,
         }
     }
 }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::cache::Cache;
 use crate::flags::{parse_document, Format};
 use crate::store::Store;
+use crate::telemetry::Tracer;
 
 /// The future a running source is.
 pub type SourceFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -447,6 +448,8 @@ pub struct PayloadSink {
     handler: Option<DocumentHandler>,
     /// Where applied payloads are kept for a restart during an outage (`--cache-dir`).
     cache: Option<Arc<Cache>>,
+    /// Makes a span per published payload when tracing is on.
+    tracer: Option<Tracer>,
 }
 
 /// Consumes payloads that are not flag documents (e.g. the configuration object); an `Err`
@@ -477,7 +480,14 @@ impl PayloadSink {
             counted,
             handler: None,
             cache: None,
+            tracer: None,
         }
+    }
+
+    /// This sink, tracing each published payload with `tracer` when given.
+    pub(super) fn with_tracer(mut self, tracer: Option<Tracer>) -> PayloadSink {
+        self.tracer = tracer;
+        self
     }
 
     /// This sink, keeping every applied payload in `cache` (and reading it back on demand).
@@ -530,6 +540,20 @@ impl PayloadSink {
     ///
     /// A payload identical to the previous one is ignored, so sources may publish freely.
     pub fn publish(&self, payload: Payload) -> Delivery {
+        let Some(tracer) = &self.tracer else {
+            return self.deliver(payload);
+        };
+        let span = tracer.sync(self.state.provider);
+        let delivery = self.deliver(payload);
+        match delivery {
+            Delivery::Applied => span.done("applied", None),
+            Delivery::Rejected => span.done("rejected", Some("invalid document")),
+            Delivery::Unchanged => span.done("unchanged", None),
+        }
+        delivery
+    }
+
+    fn deliver(&self, payload: Payload) -> Delivery {
         if !self.state.replace_last(Last::Bytes(payload.bytes.clone())) {
             return Delivery::Unchanged;
         }

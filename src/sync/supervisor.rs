@@ -59,6 +59,7 @@ impl Supervisor {
         let env = SourceEnv {
             max_document_size: settings.max_document_size,
             cache,
+            tracer: settings.tracer.clone(),
             ..SourceEnv::new(&settings.aws)
         };
         let mut built: Vec<(NamedSource, Option<Rebuild>)> =
