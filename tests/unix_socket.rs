@@ -12,6 +12,7 @@ use flagpole::service::proto::sync_v1::flag_sync_service_client::FlagSyncService
 use flagpole::service::proto::sync_v1::FetchAllFlagsRequest;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -43,8 +44,8 @@ impl Drop for Daemon {
     }
 }
 
-/// The binary with both sockets in `dir` and every TCP port ephemeral.
-fn start(dir: &Path) -> Daemon {
+/// The binary with both sockets in `dir`, every TCP port ephemeral, and `extra` arguments.
+fn start(dir: &Path, extra: &[&str]) -> Daemon {
     let flags = dir.join("flags.json");
     std::fs::write(&flags, FLAGS).unwrap();
     let socket = dir.join("flagd.sock");
@@ -58,6 +59,7 @@ fn start(dir: &Path) -> Daemon {
         .arg(&socket)
         .arg("-e")
         .arg(&sync_socket)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -86,7 +88,7 @@ async fn evaluation_connect_and_sync_over_unix_sockets() {
     let dir = tempfile::tempdir().unwrap();
     // A stale socket from an earlier run is replaced.
     drop(std::os::unix::net::UnixListener::bind(dir.path().join("flagd.sock")).unwrap());
-    let mut daemon = start(dir.path());
+    let mut daemon = start(dir.path(), &[]);
 
     let mut client =
         v1::service_client::ServiceClient::new(eventually_connect(&daemon.socket).await);
@@ -159,4 +161,40 @@ fn a_socket_path_that_is_a_regular_file_is_a_start_error() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not-a-socket"), "{stderr}");
+}
+
+/// Local peers are not trusted more than remote ones: on both sockets a connection that sends
+/// nothing, or only the HTTP/2 preface, is closed at `--header-read-timeout`.
+#[tokio::test]
+async fn silent_and_preface_only_connections_on_the_sockets_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), &["--header-read-timeout", "1s"]);
+    eventually_connect(&daemon.socket).await;
+    eventually_connect(&daemon.sync_socket).await;
+    for path in [&daemon.socket, &daemon.sync_socket] {
+        let silent = UnixStream::connect(path).await.unwrap();
+        let mut preface = UnixStream::connect(path).await.unwrap();
+        preface
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        for (what, mut conn) in [("silent", silent), ("preface-only", preface)] {
+            // A hang guard, not a timing assertion: the deadline is 1 s.
+            let closed = tokio::time::timeout(Duration::from_secs(20), async {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            })
+            .await
+            .is_ok();
+            assert!(
+                closed,
+                "a {what} connection on {} stayed open",
+                path.display()
+            );
+        }
+    }
 }
