@@ -147,14 +147,7 @@ fn streamed(framing: Framing, messages: Messages, gzip_out: bool) -> Response<Bo
     });
     let mut response = Response::new(Body::new(StreamBody::new(frames)));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(framing.content_type()),
-    );
-    headers.insert(
-        "grpc-accept-encoding",
-        HeaderValue::from_static(compression::GZIP),
-    );
+    framing_headers(headers, framing);
     if gzip_out {
         headers.insert("grpc-encoding", HeaderValue::from_static(compression::GZIP));
     }
@@ -191,12 +184,8 @@ fn status_headers(status: &Status) -> HeaderMap {
     headers
 }
 
-/// A response without a body, the status in its headers (gRPC's trailers-only form, which
-/// gRPC-Web clients read the same way).
-fn trailers_only(framing: Framing, status: &Status) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    let headers = response.headers_mut();
-    *headers = status_headers(status);
+/// The headers every gRPC+JSON response carries: its content type and the encodings accepted.
+fn framing_headers(headers: &mut HeaderMap, framing: Framing) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(framing.content_type()),
@@ -205,6 +194,15 @@ fn trailers_only(framing: Framing, status: &Status) -> Response<Body> {
         "grpc-accept-encoding",
         HeaderValue::from_static(compression::GZIP),
     );
+}
+
+/// A response without a body, the status in its headers (gRPC's trailers-only form, which
+/// gRPC-Web clients read the same way).
+fn trailers_only(framing: Framing, status: &Status) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    *headers = status_headers(status);
+    framing_headers(headers, framing);
     response
 }
 
