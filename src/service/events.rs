@@ -127,7 +127,7 @@ impl<R: From<StreamEvent> + Send + 'static> StreamMessages for Events<R> {
 
     fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<R> {
         let changes = match self.last.replace(snapshot.clone()) {
-            Some(last) => snapshot.diff(&last, &self.selector),
+            Some(last) => snapshot.changes_since(&last, &self.selector),
             None => return None,
         };
         (!changes.is_empty()).then(|| R::from(StreamEvent::configuration_change(&changes)))

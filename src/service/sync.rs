@@ -17,14 +17,16 @@
 //! connections itself ([`KEEPALIVE_INTERVAL`]) to notice dead peers and keep NAT and load
 //! balancer idle timers from dropping healthy long-lived streams.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use super::tls::TlsAcceptor;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
@@ -101,51 +103,6 @@ struct Shared {
     draining: CancellationToken,
     metrics: Arc<Metrics>,
     stream_limit: StreamLimit,
-    documents: DocumentCache,
-}
-
-/// One rendering of each sync document per snapshot and selector, shared by every
-/// SyncFlags stream and FetchAllFlags call (N streams on one selector hold one copy, not N).
-/// Holds the documents of the newest snapshot asked for only.
-#[derive(Debug, Default)]
-struct DocumentCache(Mutex<CachedDocuments>);
-
-#[derive(Debug, Default)]
-struct CachedDocuments {
-    /// The [`Snapshot::version`] the documents belong to.
-    version: u64,
-    by_selector: HashMap<Selector, Arc<str>>,
-}
-
-/// Distinct selectors cached per snapshot; beyond it documents are rendered per call, so
-/// clients inventing selectors cannot grow the cache.
-const CACHED_SELECTORS: usize = 64;
-
-impl DocumentCache {
-    fn get(&self, snapshot: &Snapshot, selector: &Selector) -> Arc<str> {
-        let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if snapshot.version < cached.version {
-            // A stream still behind the newest snapshot: render, keep the cache.
-            drop(cached);
-            return snapshot.sync_document(selector);
-        }
-        if snapshot.version > cached.version {
-            cached.version = snapshot.version;
-            cached.by_selector.clear();
-        }
-        if let Some(document) = cached.by_selector.get(selector) {
-            return document.clone();
-        }
-        // Rendered under the lock: streams waking on the same change wait for one rendering
-        // instead of each making their own.
-        let document = snapshot.sync_document(selector);
-        if cached.by_selector.len() < CACHED_SELECTORS {
-            cached
-                .by_selector
-                .insert(selector.clone(), document.clone());
-        }
-        document
-    }
 }
 
 impl SyncServer {
@@ -197,7 +154,6 @@ impl SyncServer {
             draining: shutdown.clone(),
             metrics: self.metrics,
             stream_limit: self.stream_limit,
-            documents: DocumentCache::default(),
         }));
 
         let reflection = || {
@@ -268,9 +224,9 @@ impl SyncService {
     }
 
     /// The sync document of `snapshot` for `selector`, rendered once per snapshot and
-    /// selector however many streams and calls ask for it.
+    /// selector however many streams and calls ask for it ([`Snapshot::sync_document`]).
     fn document(&self, snapshot: &Arc<Snapshot>, selector: &Selector) -> Arc<str> {
-        self.0.documents.get(snapshot, selector)
+        snapshot.sync_document(selector)
     }
 
     fn response(&self, document: &str) -> SyncFlagsResponse {
@@ -283,7 +239,7 @@ impl SyncService {
 
 #[tonic::async_trait]
 impl FlagSyncService for SyncService {
-    type SyncFlagsStream = ReceiverStream<Result<SyncFlagsResponse, Status>>;
+    type SyncFlagsStream = SyncStream;
 
     async fn sync_flags(
         &self,
@@ -313,7 +269,10 @@ impl FlagSyncService for SyncService {
             selector,
             last: None,
         }));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(SyncStream {
+            documents: ReceiverStream::new(rx),
+            service: self.clone(),
+        }))
     }
 
     async fn fetch_all_flags(
@@ -341,6 +300,27 @@ impl FlagSyncService for SyncService {
     }
 }
 
+/// The response stream of one SyncFlags call. Documents wait in the stream's buffer as the
+/// snapshot's shared text and become a protobuf message (one copy of the text) only when the
+/// connection asks for the next message: a client that stops reading holds references to
+/// shared documents, not copies of them (1,000 stalled streams on a 1 MB document would
+/// otherwise hold up to 4 GB).
+pub(crate) struct SyncStream {
+    documents: ReceiverStream<Result<Arc<str>, Status>>,
+    service: SyncService,
+}
+
+impl Stream for SyncStream {
+    type Item = Result<SyncFlagsResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        Pin::new(&mut this.documents)
+            .poll_next(cx)
+            .map(|item| item.map(|result| result.map(|document| this.service.response(&document))))
+    }
+}
+
 /// The messages of one SyncFlags call: the current document, then every new one (never the
 /// same document twice in a row); the stream ends with OK when the server drains.
 struct Documents {
@@ -351,32 +331,30 @@ struct Documents {
 }
 
 impl StreamMessages for Documents {
-    type Message = SyncFlagsResponse;
+    type Message = Arc<str>;
 
-    fn open(&mut self, snapshot: &Arc<Snapshot>) -> SyncFlagsResponse {
+    fn open(&mut self, snapshot: &Arc<Snapshot>) -> Arc<str> {
         let document = self.service.document(snapshot, &self.selector);
-        let first = self.service.response(&document);
-        self.last = Some(document);
-        first
+        self.last = Some(document.clone());
+        document
     }
 
-    fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<SyncFlagsResponse> {
+    fn changed(&mut self, snapshot: &Arc<Snapshot>) -> Option<Arc<str>> {
         let document = self.service.document(snapshot, &self.selector);
         if let Some(last) = &self.last {
             if Arc::ptr_eq(last, &document) || **last == *document {
                 return None;
             }
         }
-        let response = self.service.response(&document);
-        self.last = Some(document);
-        Some(response)
+        self.last = Some(document.clone());
+        Some(document)
     }
 
-    fn keep_alive(&mut self) -> Option<SyncFlagsResponse> {
+    fn keep_alive(&mut self) -> Option<Arc<str>> {
         None
     }
 
-    fn drained(&mut self) -> Option<SyncFlagsResponse> {
+    fn drained(&mut self) -> Option<Arc<str>> {
         None
     }
 }

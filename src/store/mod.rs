@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 pub use selector::{Selector, SelectorError};
-pub use snapshot::{ChangeKind, Snapshot, StoredFlag};
+pub use snapshot::{ChangeKind, Changes, Snapshot, StoredFlag};
 
 use crate::flags::FlagDocument;
 

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -180,6 +180,64 @@ pub struct Snapshot {
     by_source: HashMap<Arc<str>, FlagIndex>,
     /// The selector-less sync document, rendered on first use and shared by every stream.
     all_document: OnceLock<Arc<str>>,
+    /// Sync documents for other selectors and diffs against older snapshots, computed once
+    /// for all the streams that ask (10,000 EventStreams otherwise diff 10,000 times).
+    derived: Derived,
+}
+
+/// The changes of one diff, shared by every stream that asked for it.
+pub type Changes = Arc<BTreeMap<String, ChangeKind>>;
+
+/// At most this many selectors (or older versions × selectors) are remembered per snapshot:
+/// selectors come from clients, so past this bound results are computed and not kept.
+const DERIVED_ENTRIES: usize = 64;
+
+/// Results derived from one snapshot, each computed by the first stream that asks.
+#[derive(Debug, Default)]
+struct Derived {
+    documents: Memo<Selector, Arc<str>>,
+    diffs: Memo<(u64, Selector), Changes>,
+}
+
+/// A small bounded map of once-computed values. The lock is held only to find or insert an
+/// entry; the computation runs under the entry's own `OnceLock`, so streams asking for
+/// different keys do not wait for each other.
+struct Memo<K, V> {
+    entries: Mutex<HashMap<K, Arc<OnceLock<V>>>>,
+}
+
+impl<K, V> std::fmt::Debug for Memo<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Memo<K, V> {
+    fn get_or_compute(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        let cell = match self.entries.lock() {
+            Ok(mut entries) => match entries.get(&key) {
+                Some(cell) => Some(cell.clone()),
+                None if entries.len() < DERIVED_ENTRIES => {
+                    Some(entries.entry(key).or_default().clone())
+                }
+                None => None,
+            },
+            // A panic while the lock was held (none is expected): compute without sharing.
+            Err(_) => None,
+        };
+        match cell {
+            Some(cell) => cell.get_or_init(compute).clone(),
+            None => compute(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -206,6 +264,7 @@ impl Snapshot {
             merged: merged.finish(),
             by_source,
             all_document: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 
@@ -308,9 +367,19 @@ impl Snapshot {
             .collect()
     }
 
+    /// [`Snapshot::diff`] from `older`, computed once per (older version, selector) and shared
+    /// by every caller; `older` must come from the same store (versions identify snapshots).
+    pub fn changes_since(&self, older: &Snapshot, selector: &Selector) -> Changes {
+        self.derived
+            .diffs
+            .get_or_compute((older.version, selector.clone()), || {
+                Arc::new(self.diff(older, selector))
+            })
+    }
+
     /// The flagd sync document for `selector` (spec 1.10): `{"flags":{key:{...}}}`, keys
     /// sorted; a key present in several flag sets collapses to the copy [`Snapshot::get`]
-    /// answers with, as in flagd. The selector-less document is rendered once per snapshot.
+    /// answers with, as in flagd. Each document is rendered once per snapshot and selector.
     pub fn sync_document(&self, selector: &Selector) -> Arc<str> {
         if *selector == Selector::All {
             return self
@@ -318,7 +387,9 @@ impl Snapshot {
                 .get_or_init(|| self.render_sync_document(selector).into())
                 .clone();
         }
-        self.render_sync_document(selector).into()
+        self.derived.documents.get_or_compute(selector.clone(), || {
+            self.render_sync_document(selector).into()
+        })
     }
 
     fn render_sync_document(&self, selector: &Selector) -> String {

@@ -293,6 +293,43 @@ fn diff_is_limited_to_the_selector() {
 }
 
 #[test]
+fn changes_and_documents_are_computed_once_per_selector_and_shared() {
+    let store = Store::new();
+    let v1 = store.apply(0, "a", doc(vec![flag("f", Some("x"), "on")]));
+    let v2 = store.apply(0, "a", doc(vec![flag("f", Some("x"), "off")]));
+    let x = Selector::FlagSetId("x".into());
+    let first = v2.changes_since(&v1, &x);
+    assert_eq!(*first, v2.diff(&v1, &x));
+    assert_eq!(first.get("f"), Some(&ChangeKind::Update));
+    assert!(Arc::ptr_eq(&first, &v2.changes_since(&v1, &x)));
+    // Another selector is its own entry, with its own answer.
+    let other = v2.changes_since(&v1, &Selector::FlagSetId("y".into()));
+    assert!(other.is_empty());
+    let source = Selector::Source("a".into());
+    let document = v2.sync_document(&source);
+    assert!(Arc::ptr_eq(&document, &v2.sync_document(&source)));
+    assert!(document.contains(r#""defaultVariant":"off""#));
+}
+
+#[test]
+fn past_the_memo_bound_results_are_still_right_but_not_kept() {
+    let store = Store::new();
+    let v1 = store.apply(0, "a", doc(vec![flag("f", Some("x"), "on")]));
+    let v2 = store.apply(0, "a", doc(vec![flag("f", Some("x"), "off")]));
+    for i in 0..100 {
+        let selector = Selector::FlagSetId(format!("set-{i}"));
+        assert!(v2.changes_since(&v1, &selector).is_empty());
+        assert_eq!(v2.sync_document(&selector).as_ref(), r#"{"flags":{}}"#);
+    }
+    let x = Selector::FlagSetId("x".into());
+    let changes = v2.changes_since(&v1, &x);
+    assert_eq!(changes.get("f"), Some(&ChangeKind::Update));
+    // Client-chosen selectors beyond the bound are computed afresh each time.
+    assert!(!Arc::ptr_eq(&changes, &v2.changes_since(&v1, &x)));
+    assert!(v2.sync_document(&x).contains(r#""defaultVariant":"off""#));
+}
+
+#[test]
 fn diff_when_a_higher_source_shadows_a_key_is_an_update() {
     let store = Store::new();
     let v1 = store.apply(0, "low", doc(vec![flag("f", None, "off")]));
