@@ -23,9 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Struct is our own serde_json-backed type (src/service/wire.rs); the other
     // well-known types resolve to prost_types as usual and are not generated.
 
+    // Every generated service and client encodes through src/service/codec.rs (smaller
+    // per-call buffers than tonic's default).
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .codec_path("crate::service::codec::SmallBufferCodec")
         .extern_path(
             ".google.protobuf.Struct",
             "crate::service::wire::JsonStruct",

@@ -20,6 +20,7 @@ pub mod wire;
 
 #[macro_use]
 mod adapter;
+mod codec;
 mod connect;
 pub(crate) mod cors;
 mod evaluation;
