@@ -30,6 +30,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether SHUTDOWN has arrived (its sender has been taken).
+    fn shutting_down(&self) -> bool {
+        self.shutdown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
     async fn handle(&self, event: NextEvent) {
         match event {
             NextEvent::Invoke(invoke) => {
@@ -148,15 +156,33 @@ pub async fn run_extension(settings: Settings, refresh: RefreshConfig) -> Result
 
     tokio::select! {
         biased;
-        result = &mut daemon => match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(LambdaError::Api(format!("daemon task: {error}"))),
-        },
-        result = registered.run() => Err(LambdaError::Api(match result {
-            Ok(()) => "the Extensions API closed the event loop".to_owned(),
-            Err(error) => error.to_string(),
-        })),
+        result = &mut daemon => finished(result),
+        result = registered.run() => {
+            if shared.shutting_down() {
+                // After SHUTDOWN the event loop asks for the next event of an API that is
+                // going away, and that call may fail before the drained daemon task has
+                // returned: the drain, not that call, decides the exit status.
+                return match tokio::time::timeout(SHUTDOWN_BUDGET, daemon).await {
+                    Ok(result) => finished(result),
+                    Err(_) => Err(LambdaError::Api("the drain outlasted the SHUTDOWN budget".to_owned())),
+                };
+            }
+            Err(LambdaError::Api(match result {
+                Ok(()) => "the Extensions API closed the event loop".to_owned(),
+                Err(error) => error.to_string(),
+            }))
+        }
+    }
+}
+
+/// The exit of the daemon task once it has ended.
+fn finished(
+    result: Result<Result<(), daemon::DaemonError>, tokio::task::JoinError>,
+) -> Result<(), LambdaError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(error) => Err(LambdaError::Api(format!("daemon task: {error}"))),
     }
 }
 
