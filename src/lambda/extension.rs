@@ -189,10 +189,9 @@ fn finished(
 fn stopped_early(
     result: Result<Result<(), daemon::DaemonError>, tokio::task::JoinError>,
 ) -> LambdaError {
-    match result {
-        Ok(Err(error)) => error.into(),
-        Ok(Ok(())) => LambdaError::Api("the daemon stopped before it was ready".to_owned()),
-        Err(error) => LambdaError::Api(format!("daemon task: {error}")),
+    match finished(result) {
+        Ok(()) => LambdaError::Api("the daemon stopped before it was ready".to_owned()),
+        Err(error) => error,
     }
 }
 

@@ -178,7 +178,8 @@ pub struct Snapshot {
     merged: FlagIndex,
     /// Each source's own flags (what `source=` selects).
     by_source: HashMap<Arc<str>, FlagIndex>,
-    /// The selector-less sync document, rendered on first use and shared by every stream.
+    /// The selector-less sync document, rendered on first use and shared by every stream;
+    /// kept apart from `derived` so client-chosen selectors can never crowd it out.
     all_document: OnceLock<Arc<str>>,
     /// Sync documents for other selectors and diffs against older snapshots, computed once
     /// for all the streams that ask (10,000 EventStreams otherwise diff 10,000 times).
