@@ -181,6 +181,13 @@ pub async fn serve() -> Result<(), String> {
         )
         .route("/ofrep/v1/evaluate/flags/{key}", post(json_answer(single)))
         .route("/ofrep/v1/evaluate/flags", post(json_answer(ofrep_bulk())));
+    // TCP_NODELAY on every accepted socket, as flagpole's listeners (and Go's net, flagd's)
+    // set it: neither `axum::serve` nor tonic's `serve_with_incoming` does, and with Nagle on
+    // the peer sent about a third of the packets per response (0.36 against 1.04), which made
+    // its kernel side cheaper and flagpole's ratio lower than the stacks deserve.
+    let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let http_server = async move {
         axum::serve(http, router)
             .await
@@ -195,7 +202,14 @@ pub async fn serve() -> Result<(), String> {
             .add_service(pb::service_server::ServiceServer::new(Constant {
                 all: resolve_all(),
             }))
-            .serve_with_incoming(TcpListenerStream::new(grpc))
+            .serve_with_incoming(tokio_stream::StreamExt::map(
+                TcpListenerStream::new(grpc),
+                |tcp| {
+                    tcp.inspect(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                },
+            ))
             .await
             .map_err(|e| format!("grpc peer: {e}"))
     };
