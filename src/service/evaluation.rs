@@ -20,6 +20,10 @@ use crate::telemetry::Tracer;
 /// The request header carrying the selector.
 pub(crate) const SELECTOR_HEADER: &str = "flagd-selector";
 
+/// [`SELECTOR_HEADER`] as a header name: looking a `&str` up in a `HeaderMap` parses it
+/// on every request.
+const SELECTOR: http::HeaderName = http::HeaderName::from_static(SELECTOR_HEADER);
+
 /// How event streams behave.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StreamConfig {
@@ -120,7 +124,7 @@ impl From<InvalidSelector> for Status {
 
 /// The selector of a request (`flagd-selector` header; absent means every flag).
 pub(super) fn selector(headers: &HeaderMap) -> Result<Selector, InvalidSelector> {
-    let Some(raw) = headers.get(SELECTOR_HEADER) else {
+    let Some(raw) = headers.get(SELECTOR) else {
         return Ok(Selector::All);
     };
     let text = raw

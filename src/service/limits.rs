@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep_until, Instant, Sleep};
 use tonic::Status;
 
 /// The daemon-wide cap on open streams, shared by the evaluation and sync ports.
@@ -59,7 +59,12 @@ impl StreamLimit {
 #[derive(Debug)]
 pub(crate) struct TimedBody<B> {
     inner: B,
-    deadline: Pin<Box<Sleep>>,
+    /// The end of the request's headers.
+    start: Instant,
+    /// Armed at the first `Pending`: most unary bodies are already complete when the handler
+    /// first reads them, and a timer registered and cancelled for every request cost more than
+    /// the clock read (issue 16's unary profile).
+    deadline: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
 }
 
@@ -73,7 +78,8 @@ impl<B> TimedBody<B> {
     pub(crate) fn new(inner: B, timeout: Duration) -> TimedBody<B> {
         TimedBody {
             inner,
-            deadline: Box::pin(sleep(timeout)),
+            start: Instant::now(),
+            deadline: None,
             timeout,
         }
     }
@@ -93,10 +99,16 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(self.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let at = self.start + self.timeout;
+                let deadline = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(sleep_until(at)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(self.timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

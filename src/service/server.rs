@@ -276,12 +276,14 @@ fn refuse(headers: &http::HeaderMap, refusal: Refusal) -> http::Response<tonic::
 /// produces OUT_OF_RANGE, and the rejection is always a trailers-only response, so rewriting
 /// the status header is enough.
 fn size_limit_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    // A `HeaderName`, not a `&str`: this runs on every response.
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     let headers = response.headers_mut();
     if headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .is_some_and(|status| status.as_bytes() == b"11")
     {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        headers.insert(GRPC_STATUS, http::HeaderValue::from_static("8"));
     }
     response
 }

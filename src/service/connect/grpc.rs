@@ -46,6 +46,10 @@ impl Framing {
 /// `; charset=utf-8`), `None` for everything else.
 pub(super) fn json_framing(headers: &HeaderMap) -> Option<Framing> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    // Every gRPC request asks this; plain `application/grpc` is shorter than either answer.
+    if value.len() < "application/grpc+json".len() {
+        return None;
+    }
     let (media, params) = value.split_once(';').unwrap_or((value, ""));
     let params = params.replace(' ', "");
     if !params.is_empty() && !params.eq_ignore_ascii_case("charset=utf-8") {

@@ -4,7 +4,6 @@
 //! Streaming responses (EventStream, SyncFlags) are timed to their response head, not to the
 //! end of the stream.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -15,6 +14,7 @@ use pin_project_lite::pin_project;
 use prost::Message as _;
 use tower::{Layer, Service};
 
+use super::shard::FnvMap;
 use super::{Metrics, OVERFLOW_LABEL};
 use crate::service::proto::FILE_DESCRIPTOR_SET;
 
@@ -142,21 +142,26 @@ fn method_label(method: &http::Method) -> &'static str {
 /// every method flagpole serves (flagd protos, health, reflection), [`OVERFLOW_LABEL`] for
 /// anything else, so unknown paths cannot create series.
 pub fn grpc_route(path: &str) -> &'static str {
-    static ROUTES: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    // FNV, not SipHash: the key is a fixed path the client chose from a known set, and this
+    // runs on every request.
+    static ROUTES: OnceLock<FnvMap<&'static str, ()>> = OnceLock::new();
     let routes = ROUTES.get_or_init(known_grpc_routes);
-    routes.get(path).copied().unwrap_or(OVERFLOW_LABEL)
+    routes
+        .get_key_value(path)
+        .map_or(OVERFLOW_LABEL, |(route, ())| route)
 }
 
 /// Every method path in the flagd descriptor set plus health and reflection; the strings are
 /// leaked once per process (a few dozen).
-fn known_grpc_routes() -> HashSet<&'static str> {
-    let mut routes: HashSet<&'static str> = [
+fn known_grpc_routes() -> FnvMap<&'static str, ()> {
+    let mut routes: FnvMap<&'static str, ()> = [
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     ]
     .into_iter()
+    .map(|route| (route, ()))
     .collect();
     if let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) {
         for file in set.file {
@@ -168,7 +173,7 @@ fn known_grpc_routes() -> HashSet<&'static str> {
                         "/{package}.{service_name}/{}",
                         method.name.unwrap_or_default()
                     );
-                    routes.insert(Box::leak(path.into_boxed_str()));
+                    routes.insert(Box::leak(path.into_boxed_str()), ());
                 }
             }
         }

@@ -107,7 +107,7 @@ pub(super) struct Registry {
 /// FNV-1a: flag keys are short and chosen by the operator (only admitted keys are stored),
 /// so a fast non-keyed hash is fine here.
 #[derive(Default)]
-struct Fnv(u64);
+pub(super) struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
@@ -128,7 +128,7 @@ impl Hasher for Fnv {
     }
 }
 
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+pub(super) type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// One thread's view of one registry: its own cells by label.
 #[derive(Default)]
