@@ -29,6 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .codec_path("crate::service::codec::SmallBufferCodec")
+        // ResolveAll's entries arrive in key order: a BTreeMap builds from them in one pass,
+        // where a HashMap hashed every key with SipHash (~8 % of a 100-flag ResolveAll in
+        // callgrind), and the response encodes in a stable order.
+        .btree_map(".flagd.evaluation.v1.ResolveAllResponse.flags")
+        .btree_map(".schema.v1.ResolveAllResponse.flags")
         .extern_path(
             ".google.protobuf.Struct",
             "crate::service::wire::JsonStruct",

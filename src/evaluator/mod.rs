@@ -249,6 +249,18 @@ pub(crate) struct BulkEntry {
     pub value: BulkValue,
     /// Selector reflection overlaid by the flag's metadata.
     pub metadata: Metadata,
+    /// Why the entry is an error, if it is one (its `reason` is then `ERROR`).
+    pub error: Option<ErrorCode>,
+}
+
+impl BulkEntry {
+    /// The entry as one evaluation result for an [`Observer`].
+    pub(crate) fn result(&self) -> Result<(&str, &'static str), ErrorCode> {
+        match self.error {
+            None => Ok((&self.variant, self.reason)),
+            Some(code) => Err(code),
+        }
+    }
 }
 
 /// A ResolveAll evaluation: entries in (flagSetId, key) order, later duplicates win.
@@ -264,6 +276,14 @@ pub(crate) struct BulkEvaluation {
 pub(crate) trait Observer: fmt::Debug + Send + Sync {
     /// One evaluation of `flag_key`: its variant (`""` if none) and reason, or its error code.
     fn evaluated(&self, flag_key: &str, result: Result<(&str, &'static str), ErrorCode>);
+
+    /// Every entry of one bulk evaluation (ResolveAll, OFREP bulk), so that an observer can
+    /// take its per-thread state once per request instead of once per flag.
+    fn evaluated_all(&self, entries: &[BulkEntry]) {
+        for entry in entries {
+            self.evaluated(&entry.key, entry.result());
+        }
+    }
 }
 
 /// Reports nothing (Lambda's function mode has no metrics port).
@@ -489,21 +509,16 @@ impl Evaluator {
                     Err(e) => (Reason::Error.as_str(), String::new(), zero, Some(e.code)),
                 }
             };
-            self.observer.evaluated(
-                &flag.key,
-                match failure {
-                    None => Ok((&variant, reason)),
-                    Some(code) => Err(code),
-                },
-            );
             flags.push(BulkEntry {
                 key: flag.key.clone(),
                 reason,
                 variant,
                 value,
                 metadata,
+                error: failure,
             });
         }
+        self.observer.evaluated_all(&flags);
         BulkEvaluation {
             flags,
             metadata: selector_metadata(selector),

@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn resolve_all_uses_oneof_member_names() {
-        let mut flags = std::collections::HashMap::new();
+        let mut flags = std::collections::BTreeMap::new();
         flags.insert(
             "b".to_owned(),
             v1::AnyFlag {

@@ -156,7 +156,22 @@ impl Metrics {
     /// Counts one flag evaluation (impression on success, result reason always).
     pub fn evaluation(&self, key: &str, result: EvaluationResult<'_>) {
         let registry = &self.registry;
-        registry.with_local(|local| match result {
+        registry.with_local(|local| self.count(local, key, result));
+    }
+
+    /// Counts the evaluations of one bulk request with one look-up of the thread's cells.
+    fn evaluations<'a>(&self, results: impl Iterator<Item = (&'a str, EvaluationResult<'a>)>) {
+        let registry = &self.registry;
+        registry.with_local(|local| {
+            for (key, result) in results {
+                self.count(local, key, result);
+            }
+        });
+    }
+
+    fn count(&self, local: &mut shard::Local, key: &str, result: EvaluationResult<'_>) {
+        let registry = &self.registry;
+        match result {
             EvaluationResult::Success { variant, reason } => {
                 if Registry::knows(local, key) || self.keys.admit(key) {
                     registry.success(local, key, variant, reason);
@@ -165,7 +180,7 @@ impl Metrics {
                 }
             }
             EvaluationResult::Failure { code } => registry.failure(local, "ERROR", code),
-        });
+        }
     }
 
     /// Records one HTTP request's duration (see [`HttpMetricsLayer`]).
@@ -503,15 +518,26 @@ impl crate::evaluator::Observer for Metrics {
         flag_key: &str,
         result: Result<(&str, &'static str), crate::eval::ErrorCode>,
     ) {
-        self.evaluation(
-            flag_key,
-            match result {
-                Ok((variant, reason)) => EvaluationResult::Success { variant, reason },
-                Err(code) => EvaluationResult::Failure {
-                    code: code.as_str(),
-                },
-            },
+        self.evaluation(flag_key, observed(result));
+    }
+
+    fn evaluated_all(&self, entries: &[crate::evaluator::BulkEntry]) {
+        self.evaluations(
+            entries
+                .iter()
+                .map(|entry| (entry.key.as_str(), observed(entry.result()))),
         );
+    }
+}
+
+fn observed<'a>(
+    result: Result<(&'a str, &'static str), crate::eval::ErrorCode>,
+) -> EvaluationResult<'a> {
+    match result {
+        Ok((variant, reason)) => EvaluationResult::Success { variant, reason },
+        Err(code) => EvaluationResult::Failure {
+            code: code.as_str(),
+        },
     }
 }
 
@@ -551,6 +577,39 @@ mod tests {
             "feature_flag_flagd_result_reason_total{ExceptionTypeKeyName=\"FLAG_NOT_FOUND\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"ERROR\"} 1\n"
         ), "{text}");
         assert!(!text.contains("missing"));
+    }
+
+    #[test]
+    fn a_bulk_evaluation_counts_every_entry_like_single_ones() {
+        use crate::eval::ErrorCode;
+        use crate::evaluator::{BulkEntry, BulkValue, Observer as _};
+        let entry = |key: &str, error: Option<ErrorCode>| BulkEntry {
+            key: key.into(),
+            reason: if error.is_some() { "ERROR" } else { "STATIC" },
+            variant: if error.is_some() { "" } else { "on" }.into(),
+            value: BulkValue::Bool(true),
+            metadata: serde_json::Map::new(),
+            error,
+        };
+        let entries = [
+            entry("a", None),
+            entry("b", Some(ErrorCode::TypeMismatch)),
+            entry("a", None),
+        ];
+        let bulk = Metrics::new(10);
+        bulk.evaluated_all(&entries);
+        let single = Metrics::new(10);
+        for entry in &entries {
+            single.evaluated(&entry.key, entry.result());
+        }
+        let text = rendered(&bulk);
+        assert_eq!(text, rendered(&single));
+        assert!(text.contains(
+            "feature_flag_flagd_impression_total{feature_flag_key=\"a\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"STATIC\",feature_flag_result_variant=\"on\"} 2\n"
+        ), "{text}");
+        assert!(text.contains(
+            "feature_flag_flagd_result_reason_total{ExceptionTypeKeyName=\"TYPE_MISMATCH\",feature_flag_provider_name=\"flagd\",feature_flag_reason=\"ERROR\"} 1\n"
+        ), "{text}");
     }
 
     #[test]
